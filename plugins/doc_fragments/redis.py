@@ -1,0 +1,79 @@
+# Copyright: Contributors to the emp.deploy collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    """Connection options shared by every module that talks to Redis."""
+
+    DOCUMENTATION = r"""
+options:
+  url:
+    description:
+      - Redis URL, C(redis://[[username]:[password]@]host[:port][/db]), C(rediss://...) for TLS or
+        C(unix:///path/to/redis.sock[?db=N]).
+      - Mutually exclusive with O(host), O(port), O(db) and O(tls). O(username) and O(password)
+        given as options take precedence over credentials in the URL.
+    type: str
+  host:
+    description: Redis host name or address.
+    type: str
+    default: 127.0.0.1
+  port:
+    description: Redis TCP port.
+    type: int
+    default: 6379
+  username:
+    description: ACL user name (Redis 6+). Without it the C(default) user is used.
+    type: str
+  password:
+    description:
+      - Password (C(requirepass) or the ACL user's password).
+      - It never appears in results, messages or problems.
+    type: str
+  db:
+    description: Database number.
+    type: int
+    default: 0
+  tls:
+    description: Connect with TLS when O(host) and O(port) are used. With O(url) use the C(rediss://) scheme.
+    type: bool
+    default: false
+  ca_path:
+    description: CA bundle (PEM) used to verify the server certificate.
+    type: path
+  client_cert_path:
+    description: Client certificate (PEM) for mutual TLS.
+    type: path
+  client_key_path:
+    description: Private key (PEM) of O(client_cert_path).
+    type: path
+  validate_certs:
+    description:
+      - Verify the server certificate and host name over TLS.
+      - Set to V(false) only for throwaway test servers.
+    type: bool
+    default: true
+  connect_timeout:
+    description: Seconds to wait for the TCP (and TLS) connection.
+    type: float
+    default: 5.0
+  command_timeout:
+    description: Seconds to wait for the answer to each command.
+    type: float
+    default: 5.0
+  client_name:
+    description:
+      - Name the probe's own connection announces with C(CLIENT SETNAME), so that it can be
+        told apart (and left out of client counts).
+    type: str
+    default: emp-deploy-probe
+requirements:
+  - redis (redis-py) >= 4.2 on the target
+notes:
+  - The client never retries on its own (redis-py 6 and later retry with backoff by default,
+    which hides outages and stretches timeouts); every call is bound by O(connect_timeout) and
+    O(command_timeout).
+"""

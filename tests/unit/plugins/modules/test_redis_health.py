@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.emp.deploy.plugins.modules import redis_health as module
+
+DEFAULTS = {key: spec.get("default") for key, spec in {**module.REDIS_CONNECTION_ARGSPEC, **module.THRESHOLD_ARGSPEC}.items()}
+
+
+def params(**overrides):
+    merged = dict(DEFAULTS)
+    merged.update(overrides)
+    assert module.validate_options(merged) is None
+    return merged
+
+
+def report(**overrides):
+    base = {
+        "server": {"version": "7.0.15"},
+        "latency_ms": {"samples": 10, "p95": 1.0},
+        "memory": {"ratio": 0.1, "used_bytes": 100, "ratio_basis": "maxmemory"},
+        "clients": {"connected": 3, "expected": {}},
+        "functions": {},
+        "queue": {"pending": 0},
+        "workers": {"live_count": 1, "active_count": 1},
+    }
+    base.update(overrides)
+    return base
+
+
+def test_count_clients_by_name_leaves_out_the_probe():
+    clients = [{"name": "emp-api"}, {"name": "emp-api"}, {"name": ""}, {"name": "emp-deploy-probe"}]
+    assert module.count_clients_by_name(clients, "emp-deploy-probe") == ({"emp-api": 2}, 1)
+
+
+def test_patterns_count_together():
+    by_name = {"emp-worker:a": 1, "emp-worker:b": 2, "emp-api": 1}
+    assert module.count_matching(by_name, "emp-worker*") == 3
+    assert module.count_matching(by_name, "emp-api") == 1
+    assert module.count_matching(by_name, "emp-monitor") == 0
+
+
+def test_memory_section_basis():
+    assert module.memory_section({"used_memory": 50, "maxmemory": 100})["ratio"] == 0.5
+    system = module.memory_section({"used_memory": 50, "maxmemory": 0, "total_system_memory": 1000})
+    assert system["ratio"] == 0.05 and system["ratio_basis"] == "system"
+    unknown = module.memory_section({"used_memory": 50})
+    assert unknown["ratio"] is None and unknown["ratio_basis"] is None
+
+
+def test_functions_answer_shapes():
+    resp2 = [["library_name", "jobMatching", "engine", "LUA", "functions",
+              [["name", "findMatchingJob", "description", None, "flags", []]]]]
+    assert [module._pairs_to_dict(raw)["library_name"] for raw in resp2] == ["jobMatching"]
+
+
+@pytest.mark.parametrize("overrides, sample, expected", [
+    ({"max_latency_p95_ms": 0.5}, {}, "p95 PING latency 1.00 ms > 0.5 ms over 10 samples"),
+    ({"max_memory_ratio": 0.05}, {}, "memory ratio 0.100 (100 of maxmemory) > 0.05"),
+    ({"max_connected_clients": 2}, {}, "3 connected clients > 2"),
+    ({"min_connected_clients": 4}, {}, "3 connected clients < 4"),
+    ({"expected_client_names": {"emp-api": 2}}, {"clients": {"connected": 1, "expected": {"emp-api": 1}}},
+     "client 'emp-api' has 1 connection, expected at least 2"),
+    ({"max_queue_depth": 0}, {"queue": {"pending": 4}}, "queue 'jobs:pending' holds 4 jobs > 0"),
+    ({"min_live_workers": 2}, {}, "1 of 1 active workers have a live heartbeat, expected at least 2"),
+    ({"max_client_growth": 0}, {"growth": {"delta": 2, "start": 1, "end": 3, "window_s": 5.0}},
+     "connected clients grew by 2 (1 -> 3) in 5.0 s > 0"),
+    ({"expected_functions": {"jobMatching": ["findMatchingJob"]}}, {"functions": None},
+     "FUNCTION LIST is not available on Redis 7.0.15: functions need Redis 7 or later"),
+])
+def test_each_threshold_names_its_figure(overrides, sample, expected):
+    assert module.threshold_problems(report(**sample), params(**overrides)) == [expected]
+
+
+def test_no_thresholds_no_problems():
+    assert module.threshold_problems(report(), params()) == []
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"latency_samples": 0}, "latency_samples must be between 1 and 100000"),
+    ({"wait_timeout": -1}, "wait_timeout must not be negative"),
+    ({"heartbeat_key_template": "hb"}, "heartbeat_key_template must contain '{id}'"),
+    ({"expected_functions": {"jobMatching": 3}}, "expected_functions['jobMatching'] must be a list"),
+    ({"max_workers_scanned": 0}, "max_workers_scanned must be at least 1"),
+])
+def test_invalid_options(overrides, message):
+    merged = dict(DEFAULTS)
+    merged.update(overrides)
+    assert message in module.validate_options(merged)
+
+
+def test_wait_until_healthy_counts_an_outage(monkeypatch):
+    outcomes = iter([module.ProbeError("down"), module.ProbeError("down"), (report(), [])])
+
+    def fake_probe_once(_params, with_growth):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(module, "probe_once", fake_probe_once)
+    _report, problems, wait = module.wait_until_healthy(params(wait_interval=0.01, wait_timeout=5), with_growth=False)
+    assert problems == []
+    assert wait["attempts"] == 3 and wait["outage_observed"] is True and wait["recovered"] is True
+    assert wait["outage_s"] >= 0.01
