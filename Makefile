@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help demo test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean
+.PHONY: help demo test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
@@ -71,6 +71,15 @@ compat-2.18: system-deps $(VENV_218)/.stamp
 
 bench: system-deps venv $(VENV_BENCH)/.stamp
 	for b in $(ROOT)/bench/*/run; do $$b; done
+
+sandbox-up: venv system-deps
+	cd $(ROOT) && $(BIN)/python -m sandbox up
+
+sandbox-down: venv system-deps
+	cd $(ROOT) && $(BIN)/python -m sandbox down
+
+sandbox-status: venv system-deps
+	cd $(ROOT) && $(BIN)/python -m sandbox status
 
 clean:
 	rm -rf $(ROOT)/.tmp $(ROOT)/deploy-reports $(ROOT)/emp-deploy-*.tar.gz

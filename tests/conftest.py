@@ -3,111 +3,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+
+from servers import RedisServer, free_port, wait_for_port  # noqa: F401  (re-exported to the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COLLECTIONS_PATH = ROOT / "collections"
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port; killed and restarted at will by tests."""
-
-    def __init__(self, workdir: Path, password: str | None = None, tls: dict | None = None,
-                 extra_args: list[str] | None = None):
-        self.workdir = workdir
-        self.password = password
-        self.tls = tls  # {"cert": path, "key": path, "ca": path}
-        self.extra_args = extra_args or []
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        scheme = "rediss" if self.tls else "redis"
-        auth = f":{self.password}@" if self.password else ""
-        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
-
-    def argv(self) -> list[str]:
-        args = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-                "--daemonize", "no", "--loglevel", "warning"]
-        if self.tls:
-            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
-                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
-                     "--tls-auth-clients", "no"]
-        else:
-            args += ["--port", str(self.port)]
-        if self.password:
-            args += ["--requirepass", self.password]
-        return args + self.extra_args
-
-    def start(self) -> "RedisServer":
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-        return self
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def cli(self, *args: str) -> str:
-        cmd = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)]
-        if self.password:
-            cmd += ["--no-auth-warning", "-a", self.password]
-        if self.tls:
-            cmd += ["--tls", "--cacert", self.tls["ca"]]
-        return subprocess.run(cmd + list(args), check=True, capture_output=True, text=True, timeout=10).stdout
-
-
 @pytest.fixture
 def redis_factory(tmp_path):
-    servers: list[RedisServer] = []
+    started: list[RedisServer] = []
 
     def make(**kwargs) -> RedisServer:
         workdir = Path(tempfile.mkdtemp(dir=tmp_path, prefix="redis-"))
         server = RedisServer(workdir, **kwargs)
-        servers.append(server)
+        started.append(server)
         return server.start()
 
     yield make
-    for server in servers:
+    for server in started:
         server.stop()
 
 

@@ -2,25 +2,21 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Redis connections for the probes: one argument spec, one client factory, one error vocabulary."""
+"""Redis connections for the probes: one argument spec, one connection factory, one error vocabulary."""
 
 from __future__ import annotations
 
-import socket
-import traceback
 from urllib.parse import urlsplit, urlunsplit
 
-REDIS_IMPORT_ERROR: str | None
-try:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-except ImportError:
-    REDIS_IMPORT_ERROR = traceback.format_exc()
-    HAS_REDIS = False
-else:
-    REDIS_IMPORT_ERROR = None
-    HAS_REDIS = True
+from ansible_collections.emp.deploy.plugins.module_utils._resp import (
+    AUTH_CODES,
+    ConnectFailed,
+    ProtocolMismatch,
+    ReplyError,
+    ReplyTimeout,
+    RespConnection,
+    parse_redis_url,
+)
 
 # The probe's own connection announces itself so that client counts can leave it out.
 PROBE_CLIENT_NAME = "emp-deploy-probe"
@@ -55,6 +51,10 @@ def validate_connection_params(params: dict) -> str | None:
         scheme = urlsplit(url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             return f"url must start with redis://, rediss:// or unix://, got scheme '{scheme or '(none)'}'"
+        try:
+            parse_redis_url(url)
+        except ValueError as exc:
+            return f"url is malformed ({exc}); expected redis://[[user]:password@]host[:port][/db]"
     elif not 0 < params["port"] < 65536:
         return f"port must be between 1 and 65535, got {params['port']}"
     return None
@@ -74,50 +74,40 @@ def describe_target(params: dict) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _tls_kwargs(params: dict) -> dict:
-    kwargs = {
-        "ssl_cert_reqs": "required" if params["validate_certs"] else "none",
-        "ssl_check_hostname": params["validate_certs"],
-    }
-    if params.get("ca_path"):
-        kwargs["ssl_ca_certs"] = params["ca_path"]
-    if params.get("client_cert_path"):
-        kwargs["ssl_certfile"] = params["client_cert_path"]
-    if params.get("client_key_path"):
-        kwargs["ssl_keyfile"] = params["client_key_path"]
-    return kwargs
+def open_connection(params: dict) -> RespConnection:
+    """A connected, authenticated connection with timeouts on every call and no retries."""
+    if params.get("url"):
+        settings = parse_redis_url(params["url"])
+    else:
+        settings = {"host": params["host"], "port": params["port"], "unix_path": None, "tls": params["tls"],
+                    "db": params["db"], "username": None, "password": None}
+    connection = RespConnection(
+        host=settings["host"], port=settings["port"], unix_path=settings["unix_path"], tls=settings["tls"],
+        ca_path=params.get("ca_path"), cert_path=params.get("client_cert_path"),
+        key_path=params.get("client_key_path"), validate_certs=params["validate_certs"],
+        connect_timeout=params["connect_timeout"], command_timeout=params["command_timeout"],
+    )
+    try:
+        return connection.connect(
+            username=params.get("username") or settings["username"],
+            password=params.get("password") or settings["password"],
+            db=settings["db"],
+            client_name=params.get("client_name") or PROBE_CLIENT_NAME,
+        )
+    except Exception:
+        connection.close()
+        raise
 
 
-def build_client(params: dict):
-    """A single-connection client with timeouts on every call and no hidden retries.
-
-    redis-py 6+ retries with backoff by default, which would hide an outage and stretch
-    the connect timeout several-fold: a probe must see the first failure as it happens.
-    """
-    kwargs = {
-        "socket_connect_timeout": params["connect_timeout"],
-        "socket_timeout": params["command_timeout"],
-        "retry": Retry(NoBackoff(), 0),
-        "retry_on_timeout": False,
-        "health_check_interval": 0,
-        "single_connection_client": True,
-        "client_name": params.get("client_name") or PROBE_CLIENT_NAME,
-        "decode_responses": True,
-        "protocol": 2,
-    }
-    if params.get("username"):
-        kwargs["username"] = params["username"]
-    if params.get("password"):
-        kwargs["password"] = params["password"]
-    url = params.get("url")
-    if url:
-        if urlsplit(url).scheme == "rediss":
-            kwargs.update(_tls_kwargs(params))
-        return redis.Redis.from_url(url, **kwargs)
-    if params["tls"]:
-        kwargs["ssl"] = True
-        kwargs.update(_tls_kwargs(params))
-    return redis.Redis(host=params["host"], port=params["port"], db=params["db"], **kwargs)
+def connection_secrets(params: dict) -> list:
+    """Every secret the options carry, the URL's password included, to scrub from output."""
+    secrets = [params.get("password")]
+    if params.get("url"):
+        try:
+            secrets.append(parse_redis_url(params["url"])["password"])
+        except ValueError:  # a malformed URL: fall back to its raw user-info part
+            secrets.append(urlsplit(params["url"]).netloc.rpartition("@")[0].partition(":")[2])
+    return [secret for secret in secrets if secret]
 
 
 def scrub(text: str, secrets: list) -> str:
@@ -128,51 +118,21 @@ def scrub(text: str, secrets: list) -> str:
     return text
 
 
-RESP_FIRST_BYTES = b"+-:$*_,#!=(%~>|"
-
-
-def sniff_foreign_protocol(params: dict) -> str | None:
-    """What a TCP peer that dropped the Redis handshake answers to a bare PING, if not RESP.
-
-    A port that is not Redis (an HTTP server, say) closes the connection on the handshake,
-    which redis-py reports as a bare 'connection closed': name what answers instead.
-    """
-    if params.get("url") or params.get("tls"):
-        return None
-    try:
-        with socket.create_connection((params["host"], params["port"]), timeout=params["connect_timeout"]) as sock:
-            sock.settimeout(params["command_timeout"])
-            sock.sendall(b"PING\r\n")
-            first = sock.recv(128)
-    except OSError:
-        return None
-    if not first or first[:1] in RESP_FIRST_BYTES:
-        return None
-    return first.splitlines()[0].decode("ascii", "replace")[:80]
-
-
 def explain_failure(exc: Exception, target: str, params: dict) -> str:
-    """One sentence naming the target and the reason, never the password."""
+    """One sentence naming the target and the reason, never a password."""
     reason = str(exc) or type(exc).__name__
-    closed_early = isinstance(exc, redis.exceptions.ConnectionError) and "closed by server" in reason
-    foreign_answer = sniff_foreign_protocol(params) if closed_early else None
-    if isinstance(exc, redis.exceptions.AuthenticationError) or any(
-            marker in reason for marker in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password")):
-        user = params.get("username") or "default"
-        sentence = f"authentication to Redis at {target} failed for user '{user}': {reason}"
-    elif isinstance(exc, redis.exceptions.TimeoutError):
+    if isinstance(exc, ReplyError) and exc.code in AUTH_CODES:
+        user = params.get("username") or (parse_redis_url(params["url"])["username"] if params.get("url") else None)
+        sentence = f"authentication to Redis at {target} failed for user '{user or 'default'}': {reason}"
+    elif isinstance(exc, ReplyTimeout):
         sentence = (f"Redis at {target} did not answer in time (connect_timeout {params['connect_timeout']}s, "
                     f"command_timeout {params['command_timeout']}s): {reason}")
-    elif isinstance(exc, redis.exceptions.ConnectionError) and "Protocol Error" in reason or isinstance(
-            exc, redis.exceptions.InvalidResponse):
-        sentence = f"{target} does not speak the Redis protocol ({reason}); is this the right port?"
-    elif foreign_answer:
-        sentence = (f"{target} does not speak the Redis protocol: it closed the connection and answers "
-                    f"'{foreign_answer}'; is this the right port?")
-    elif isinstance(exc, redis.exceptions.ConnectionError):
+    elif isinstance(exc, ProtocolMismatch):
+        sentence = f"{target} does not speak the Redis protocol: it {reason}; is this the right port?"
+    elif isinstance(exc, ConnectFailed):
         sentence = f"cannot connect to Redis at {target}: {reason}"
-    elif isinstance(exc, redis.exceptions.ResponseError):
+    elif isinstance(exc, ReplyError):
         sentence = f"Redis at {target} refused a probe command: {reason}"
     else:
         sentence = f"probing Redis at {target} failed: {type(exc).__name__}: {reason}"
-    return scrub(sentence, [params.get("password")])
+    return scrub(sentence, connection_secrets(params))

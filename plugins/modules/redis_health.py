@@ -249,17 +249,17 @@ duration_ms:
 import fnmatch
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.emp.deploy.plugins.module_utils._redis import (
-    HAS_REDIS,
     REDIS_CONNECTION_ARGSPEC,
     REDIS_CONNECTION_MUTUALLY_EXCLUSIVE,
-    REDIS_IMPORT_ERROR,
-    build_client,
+    connection_secrets,
     describe_target,
     explain_failure,
+    open_connection,
     validate_connection_params,
 )
+from ansible_collections.emp.deploy.plugins.module_utils._resp import ReplyError, parse_client_list, parse_info
 from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 
 LIST_LIMIT = 1000
@@ -340,11 +340,11 @@ def validate_options(params: dict) -> str | None:
 
 # --- measurements --------------------------------------------------------------------------------
 
-def measure_latency(client, samples: int) -> dict:
+def measure_latency(conn, samples: int) -> dict:
     timings = []
     for _index in range(samples):
         started = time.perf_counter()
-        client.execute_command("PING")
+        conn.execute("PING")
         timings.append((time.perf_counter() - started) * 1000.0)
     return summarize(timings)
 
@@ -418,10 +418,10 @@ def _pairs_to_dict(value) -> dict:
     return dict(zip(value[::2], value[1::2]))
 
 
-def read_functions(client) -> dict | None:
+def read_functions(conn) -> dict | None:
     try:
-        libraries = client.execute_command("FUNCTION", "LIST")
-    except Exception as exc:  # an unknown command before Redis 7
+        libraries = conn.execute("FUNCTION", "LIST")
+    except ReplyError as exc:  # an unknown command before Redis 7
         if "unknown" in str(exc).lower():
             return None
         raise
@@ -433,26 +433,26 @@ def read_functions(client) -> dict | None:
     return loaded
 
 
-def read_workers(client, params: dict) -> dict:
+def read_workers(conn, params: dict) -> dict:
     """Active workers by bounded SSCAN, and their heartbeat TTLs in one pipelined round trip."""
     limit = params["max_workers_scanned"]
     worker_ids: list = []
-    cursor = 0
+    cursor = "0"
     truncated = False
     while True:
-        cursor, batch = client.sscan(params["workers_key"], cursor=cursor, count=SSCAN_BATCH)
+        cursor, batch = conn.execute("SSCAN", params["workers_key"], cursor, "COUNT", SSCAN_BATCH)
         worker_ids.extend(batch)
         if len(worker_ids) >= limit:
-            truncated = cursor != 0 or len(worker_ids) > limit
+            truncated = cursor != "0" or len(worker_ids) > limit
             worker_ids = worker_ids[:limit]
             break
-        if cursor == 0:
+        if cursor == "0":
             break
     worker_ids = sorted(set(worker_ids))
-    pipe = client.pipeline(transaction=False)
-    for worker_id in worker_ids:
-        pipe.pttl(params["heartbeat_key_template"].replace("{id}", worker_id))
-    ttls = pipe.execute() if worker_ids else []
+    ttls = conn.pipeline([("PTTL", params["heartbeat_key_template"].replace("{id}", wid)) for wid in worker_ids])
+    for reply in ttls:
+        if isinstance(reply, ReplyError):
+            raise reply
     live = {wid: ttl for wid, ttl in zip(worker_ids, ttls) if ttl > 0 or ttl == -1}
     stale = [wid for wid in worker_ids if wid not in live]
     return {
@@ -469,16 +469,16 @@ def read_workers(client, params: dict) -> dict:
     }
 
 
-def connected_without_probe(client, own_name: str) -> int:
-    return sum(1 for entry in client.client_list() if (entry.get("name") or "") != own_name)
+def connected_without_probe(conn, own_name: str) -> int:
+    return sum(1 for entry in parse_client_list(conn.execute("CLIENT", "LIST")) if (entry.get("name") or "") != own_name)
 
 
-def measure(client, params: dict) -> dict:
+def measure(conn, params: dict) -> dict:
     """One full read-only measurement. Redis errors propagate to the caller."""
-    latency = measure_latency(client, params["latency_samples"])
-    info = client.info()
+    latency = measure_latency(conn, params["latency_samples"])
+    info = parse_info(conn.execute("INFO"))
     own_name = params.get("client_name") or ""
-    client_list = client.client_list()
+    client_list = parse_client_list(conn.execute("CLIENT", "LIST"))
     return {
         "reachable": True,
         "server": {
@@ -491,18 +491,18 @@ def measure(client, params: dict) -> dict:
         "clients": clients_section(info, client_list, own_name, params["expected_client_names"]),
         "memory": memory_section(info),
         "persistence": persistence_section(info),
-        "keyspace": keyspace_section(info, client.dbsize()),
-        "functions": read_functions(client),
-        "queue": {"key": params["queue_key"], "pending": client.zcard(params["queue_key"])},
-        "workers": read_workers(client, params),
+        "keyspace": keyspace_section(info, conn.execute("DBSIZE")),
+        "functions": read_functions(conn),
+        "queue": {"key": params["queue_key"], "pending": conn.execute("ZCARD", params["queue_key"])},
+        "workers": read_workers(conn, params),
     }
 
 
-def measure_growth(client, params: dict) -> dict:
+def measure_growth(conn, params: dict) -> dict:
     own_name = params.get("client_name") or ""
-    start = connected_without_probe(client, own_name)
+    start = connected_without_probe(conn, own_name)
     time.sleep(params["growth_window_s"])
-    end = connected_without_probe(client, own_name)
+    end = connected_without_probe(conn, own_name)
     return {"window_s": params["growth_window_s"], "start": start, "end": end, "delta": end - start}
 
 
@@ -564,18 +564,17 @@ def threshold_problems(report: dict, params: dict) -> list:
 def probe_once(params: dict, with_growth: bool) -> tuple[dict, list]:
     """Measures once; raises ProbeError with a sentence when Redis cannot be measured."""
     target = describe_target(params)
-    client = None
+    conn = None
     try:
-        # single-connection clients connect (and authenticate) in the constructor
-        client = build_client(params)
-        report = measure(client, params)
+        conn = open_connection(params)
+        report = measure(conn, params)
         if with_growth:
-            report["growth"] = measure_growth(client, params)
+            report["growth"] = measure_growth(conn, params)
     except Exception as exc:
         raise ProbeError(explain_failure(exc, target, params)) from exc
     finally:
-        if client is not None:
-            client.close()
+        if conn is not None:
+            conn.close()
     return report, threshold_problems(report, params)
 
 
@@ -645,9 +644,9 @@ def main() -> None:
         mutually_exclusive=REDIS_CONNECTION_MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
     params = dict(module.params)
+    # a password inside the URL is as secret as the password option
+    module.no_log_values.update(connection_secrets(params))
     invalid = validate_options(params)
     if invalid:
         module.fail_json(msg=invalid, changed=False)

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import redis
-
-from ansible_collections.emp.deploy.plugins.module_utils import _redis
+from ansible_collections.emp.deploy.plugins.module_utils import _redis, _resp
 
 BASE = {key: spec.get("default") for key, spec in _redis.REDIS_CONNECTION_ARGSPEC.items()}
 
@@ -24,43 +22,18 @@ def test_validate_connection_params():
     assert "connect_timeout must be greater than 0" in _redis.validate_connection_params(params(connect_timeout=0))
     assert "got scheme 'http'" in _redis.validate_connection_params(params(url="http://x"))
     assert "port must be between 1 and 65535" in _redis.validate_connection_params(params(port=70000))
+    assert "url is malformed" in _redis.validate_connection_params(params(url="redis://h:notaport/0"))
 
 
-class CapturingRedis:
-    """Stands in for redis.Redis to see what the factory asks for (the integration tests connect for real)."""
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-
-    @classmethod
-    def from_url(cls, url, **kwargs):
-        return cls(url=url, **kwargs)
-
-
-def test_client_never_retries_and_bounds_every_call(monkeypatch):
-    monkeypatch.setattr(_redis.redis, "Redis", CapturingRedis)
-    kwargs = _redis.build_client(params(connect_timeout=1.5, command_timeout=2.5)).kwargs
-    assert kwargs["retry"].get_retries() == 0
-    assert kwargs["retry_on_timeout"] is False
-    assert kwargs["socket_connect_timeout"] == 1.5 and kwargs["socket_timeout"] == 2.5
-    assert kwargs["client_name"] == "emp-deploy-probe"
-    assert "ssl" not in kwargs
-
-
-def test_tls_options_reach_the_client(monkeypatch):
-    monkeypatch.setattr(_redis.redis, "Redis", CapturingRedis)
-    kwargs = _redis.build_client(params(tls=True, ca_path="/ca.pem", validate_certs=False)).kwargs
-    assert kwargs["ssl"] is True and kwargs["ssl_ca_certs"] == "/ca.pem"
-    assert kwargs["ssl_cert_reqs"] == "none" and kwargs["ssl_check_hostname"] is False
-    via_url = _redis.build_client(params(url="rediss://h:6380/0", ca_path="/ca.pem")).kwargs
-    assert via_url["ssl_cert_reqs"] == "required" and via_url["url"] == "rediss://h:6380/0"
-    plain_url = _redis.build_client(params(url="unix:///run/redis.sock")).kwargs
-    assert "ssl_cert_reqs" not in plain_url
+def test_connection_secrets_include_the_url_password():
+    assert _redis.connection_secrets(params(password="a", url="redis://u:b%40c@h:1/0")) == ["a", "b@c"]
+    assert _redis.connection_secrets(params(url="redis://:pw@h:bad/0")) == ["pw"]
+    assert _redis.connection_secrets(params()) == []
 
 
 def test_explain_failure_scrubs_the_password():
     secret = "hunter2-very-secret"
-    exc = redis.exceptions.AuthenticationError(f"WRONGPASS invalid username-password pair {secret}")
+    exc = _resp.ReplyError(f"WRONGPASS invalid username-password pair {secret}")
     sentence = _redis.explain_failure(exc, "127.0.0.1:6379", params(password=secret))
     assert secret not in sentence
     assert sentence.startswith("authentication to Redis at 127.0.0.1:6379 failed for user 'default'")
@@ -68,11 +41,14 @@ def test_explain_failure_scrubs_the_password():
 
 def test_explain_failure_classes():
     p = params(connect_timeout=1.0, command_timeout=2.0)
-    assert _redis.explain_failure(redis.exceptions.TimeoutError("Timeout reading"), "h:1", p).startswith(
+    assert _redis.explain_failure(_resp.ReplyTimeout("no reply within 2.0s"), "h:1", p).startswith(
         "Redis at h:1 did not answer in time (connect_timeout 1.0s, command_timeout 2.0s)")
-    assert "does not speak the Redis protocol" in _redis.explain_failure(
-        redis.exceptions.InvalidResponse("Protocol Error: b'H'"), "h:1", p)
-    assert _redis.explain_failure(redis.exceptions.ConnectionError("Error 111"), "h:1", p) == \
-        "cannot connect to Redis at h:1: Error 111"
-    assert _redis.explain_failure(redis.exceptions.ResponseError("NOPERM"), "h:1", p).startswith(
+    assert _redis.explain_failure(_resp.ProtocolMismatch(b"HTTP/1.0 400 Bad\r\n"), "h:1", p) == \
+        "h:1 does not speak the Redis protocol: it answered 'HTTP/1.0 400 Bad' instead of a Redis reply; " \
+        "is this the right port?"
+    assert _redis.explain_failure(_resp.ConnectFailed("Connection refused"), "h:1", p) == \
+        "cannot connect to Redis at h:1: Connection refused"
+    assert _redis.explain_failure(_resp.ReplyError("NOPERM no permissions"), "h:1", p).startswith(
+        "authentication to Redis at h:1 failed")
+    assert _redis.explain_failure(_resp.ReplyError("ERR unknown command"), "h:1", p).startswith(
         "Redis at h:1 refused a probe command")

@@ -1,0 +1,2 @@
+"""The sandbox EMP API service (``python -m sandbox.api``); see server.py."""
+from __future__ import annotations

@@ -1,0 +1,641 @@
+"""``python -m sandbox up|down|status [--json]|restart <svc>|deploy <svc> <version>|pm2 jlist|releases``.
+
+Everything lives under one state directory (``--state-dir``, default ``$EMP_SANDBOX_STATE`` or
+``<repo>/.tmp/sandbox``):
+
+    ports.json              ports chosen by the first ``up`` (kept stable afterwards)
+    run/<service>.json      pid, process group, /proc start time, version, argv of each process
+    logs/<service>.log      service logs (stdout/stderr in logs/<service>.out)
+    redis/                  redis-server working directory (RDB saved on shutdown)
+    releases/<service>/releases/<version>/release.json and releases/<service>/current -> releases/<version>
+    telemetry/              the telemetry backend's state (telemetry.json)
+    ngrok/ngrok.yml         the ngrok stand-in's v3 configuration
+    status.json             the last ``status --json`` written by ``up``
+
+Every service runs in its own session (process group); ``down`` signals whole groups with
+SIGTERM, then SIGKILL after a grace period, and verifies that no process of any group is left.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox import redis as sandbox_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "sandbox"
+CATALOGUE = PACKAGE / "releases"
+NGROK_BINARY = PACKAGE / "bin" / "ngrok"
+HOST = "127.0.0.1"
+INITIAL_VERSION = "1.0.0"
+VERSIONED_SERVICES = ("api", "webhook", "worker", "monitor")
+# Start order; `down` goes the other way round (redis last, so workers can deregister).
+SERVICES = ("redis", "telemetry", "api", "webhook", "worker", "monitor", "ngrok")
+STOP_GRACE_S = 6.0
+READY_TIMEOUT_S = 15.0
+DASH0_TOKEN = "sandbox-token"  # sandbox-only bearer token of the query API, not a secret
+DASH0_DATASET = "default"
+NGROK_AUTHTOKEN = "sandbox-ngrok-authtoken"  # the stand-in only checks its shape
+
+# Components built by other helpers in parallel. Until their entry point exists `up` reports
+# them "not available" instead of failing. EMP_SANDBOX_REQUIRE_ALL=1 turns the tolerance off;
+# remove a name from this set once its component has landed for good.
+OPTIONAL_UNTIL_PRESENT = frozenset({"webhook", "telemetry", "ngrok"})
+
+# Ports each component needs (keys of ports.json).
+PORT_KEYS: dict[str, tuple[str, ...]] = {
+    "redis": ("redis",),
+    "telemetry": ("otlp", "query", "collector_health"),
+    "api": ("api",),
+    "webhook": ("webhook",),
+    "worker": ("worker_health",),
+    "monitor": ("monitor",),
+    "ngrok": ("ngrok_api", "ngrok_tunnel_api", "ngrok_tunnel_webhook", "ngrok_tunnel_redis"),
+}
+# Ports a component listens on itself (readiness); ngrok tunnels listen once the agent is up.
+READY_PORT_KEYS: dict[str, tuple[str, ...]] = dict(PORT_KEYS, ngrok=PORT_KEYS["ngrok"])
+
+
+class SandboxError(Exception):
+    """Something the user must look at; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class State:
+    root: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.root / "ports.json"
+
+    def ensure(self) -> None:
+        for directory in (self.root, self.run_dir, self.logs_dir, self.releases_dir, self.root / "redis",
+                          self.root / "telemetry", self.root / "ngrok", self.root / "assets"):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def record_path(self, service: str) -> Path:
+        return self.run_dir / f"{service}.json"
+
+    def read_record(self, service: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.record_path(service).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write_record(self, service: str, record: dict[str, Any]) -> None:
+        write_json_atomic(self.record_path(service), record)
+
+    def drop_record(self, service: str) -> None:
+        try:
+            self.record_path(service).unlink()
+        except FileNotFoundError:
+            pass
+
+    def ports(self) -> dict[str, int]:
+        try:
+            return {k: int(v) for k, v in json.loads(self.ports_file.read_text(encoding="utf-8")).items()}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def current_release_dir(self, service: str) -> Path:
+        return self.releases_dir / service / "current"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("EMP_SANDBOX_STATE") or ROOT / ".tmp" / "sandbox")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- processes
+def proc_start_time(pid: int) -> int | None:
+    """The process start time in clock ticks (tells a live pid from a reused one); None if gone/zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if fields[0] in ("Z", "X"):
+        _reap(pid)
+        return None
+    return int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) pids whose process group is ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def record_alive(record: dict[str, Any] | None) -> bool:
+    return bool(record) and proc_start_time(record["pid"]) == record.get("start_time")
+
+
+def port_open(port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
+def pick_free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+# --------------------------------------------------------------------------- the sandbox
+class Sandbox:
+    def __init__(self, state_dir: Path, out: Callable[[str], None] = print):
+        self.state = State(Path(state_dir).resolve())
+        self.out = out
+        self.python = sys.executable
+
+    # ------------------------------------------------------------------ components
+    def available(self, service: str) -> bool:
+        if service == "redis":
+            return shutil.which("redis-server") is not None
+        if service == "ngrok":
+            return NGROK_BINARY.is_file()
+        return importlib.util.find_spec(f"sandbox.{service}.__main__") is not None
+
+    def tolerated_missing(self, service: str) -> bool:
+        return service in OPTIONAL_UNTIL_PRESENT and os.environ.get("EMP_SANDBOX_REQUIRE_ALL") != "1"
+
+    def urls(self, ports: dict[str, int]) -> dict[str, str | None]:
+        def url(key: str, scheme: str = "http", suffix: str = "") -> str | None:
+            return f"{scheme}://{HOST}:{ports[key]}{suffix}" if key in ports else None
+        return {"redis": url("redis", "redis", "/0"), "api": url("api"), "webhook": url("webhook"),
+                "otlp": url("otlp"), "query": url("query"), "collector_health": url("collector_health", suffix="/"),
+                "collector_metrics": url("collector_health", suffix="/metrics"), "ngrok_api": url("ngrok_api"),
+                "monitor": url("monitor"), "worker_health": url("worker_health")}
+
+    def argv(self, service: str, ports: dict[str, int], restarts: int) -> list[str]:
+        urls = self.urls(ports)
+        log_file = str(self.state.logs_dir / f"{service}.log")
+        if service == "redis":
+            return sandbox_redis.redis_server_argv(ports["redis"], self.state.root / "redis")
+        if service == "telemetry":
+            return [self.python, "-m", "sandbox.telemetry", "--host", HOST, "--otlp-port", str(ports["otlp"]),
+                    "--query-port", str(ports["query"]), "--health-port", str(ports["collector_health"]),
+                    "--token", DASH0_TOKEN, "--dataset", DASH0_DATASET,
+                    "--state-dir", str(self.state.root / "telemetry"), "--log-file", log_file]
+        if service == "ngrok":
+            return [self.python, str(NGROK_BINARY), "start", "--all", "--config", str(self.write_ngrok_config(ports)),
+                    "--log", "stdout"]
+        common = [self.python, "-m", f"sandbox.{service}", "--host", HOST, "--port", str(ports[PORT_KEYS[service][0]]),
+                  "--redis-url", urls["redis"], "--release-dir", str(self.state.current_release_dir(service)),
+                  "--log-file", log_file]
+        if service in ("api", "webhook", "worker") and self.service_running("telemetry"):
+            common += ["--otlp-endpoint", urls["otlp"]]
+        if service == "worker":
+            common += ["--asset-dir", str(self.state.root / "assets"), "--restart-count", str(restarts)]
+        return common
+
+    def write_ngrok_config(self, ports: dict[str, int]) -> Path:
+        """ngrok v3 config: api -> API, webhook -> webhook service, redis (tcp) -> Redis, with
+        the public side pinned to loopback ports so the URLs stay stable across restarts."""
+        endpoints = [
+            {"name": "api", "url": f"http://{HOST}:{ports['ngrok_tunnel_api']}",
+             "upstream": {"url": f"http://{HOST}:{ports['api']}"}},
+            {"name": "webhook", "url": f"http://{HOST}:{ports['ngrok_tunnel_webhook']}",
+             "upstream": {"url": f"http://{HOST}:{ports['webhook']}"}},
+            {"name": "redis", "url": f"tcp://{HOST}:{ports['ngrok_tunnel_redis']}",
+             "upstream": {"url": f"tcp://{HOST}:{ports['redis']}"}},
+        ]
+        config = {"version": 3, "agent": {"authtoken": NGROK_AUTHTOKEN, "web_addr": f"{HOST}:{ports['ngrok_api']}"},
+                  "endpoints": endpoints}
+        path = self.state.root / "ngrok" / "ngrok.yml"
+        write_json_atomic(path, config)  # JSON is valid YAML
+        return path
+
+    # ------------------------------------------------------------------ ports & releases
+    def assign_ports(self) -> dict[str, int]:
+        """Keeps the ports of a previous run when still usable, picks free ones otherwise."""
+        ports = self.state.ports()
+        running_ports = {p for svc in SERVICES if self.service_running(svc)
+                         for key in PORT_KEYS[svc] if (p := ports.get(key))}
+        taken: set[int] = set()
+        for svc in SERVICES:
+            for key in PORT_KEYS[svc]:
+                port = ports.get(key)
+                if port and port not in taken and (port in running_ports or port_free(port)):
+                    taken.add(port)
+                    continue
+                ports[key] = pick_free_port(taken | set(ports.values()))
+                taken.add(ports[key])
+        write_json_atomic(self.state.ports_file, ports)
+        return ports
+
+    def install_release(self, service: str, version: str) -> Path:
+        """Copies the catalogue release into releases/<version> (ansistrano layout)."""
+        source = CATALOGUE / service / version / "release.json"
+        if not source.is_file():
+            known = ", ".join(catalogue_versions(service)) or "none"
+            raise SandboxError(f"no release {service} {version} in {CATALOGUE} (known: {known})")
+        target = self.state.releases_dir / service / "releases" / version
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / "release.json")
+        return target
+
+    def switch_current(self, service: str, version: str) -> None:
+        """Atomic symlink switch: current -> releases/<version> (relative, like ansistrano)."""
+        current = self.state.current_release_dir(service)
+        tmp = current.with_name(f".current.{os.getpid()}")
+        if tmp.is_symlink():
+            tmp.unlink()
+        os.symlink(f"releases/{version}", tmp)
+        os.replace(tmp, current)
+
+    def ensure_releases(self) -> None:
+        for service in VERSIONED_SERVICES:
+            if not (self.state.current_release_dir(service) / "release.json").is_file():
+                self.install_release(service, INITIAL_VERSION)
+                self.switch_current(service, INITIAL_VERSION)
+
+    def current_version(self, service: str) -> str | None:
+        try:
+            data = json.loads((self.state.current_release_dir(service) / "release.json").read_text(encoding="utf-8"))
+            return str(data.get("version"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ start / stop
+    def service_running(self, service: str) -> bool:
+        return record_alive(self.state.read_record(service))
+
+    def spawn(self, service: str, ports: dict[str, int]) -> dict[str, Any]:
+        previous = self.state.read_record(service) or {}
+        restarts = int(previous.get("restarts", -1)) + 1
+        argv = self.argv(service, ports, restarts)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        env.pop("EMP_SANDBOX_REDIS_URL", None)
+        out_path = self.state.logs_dir / f"{service}.out"
+        with open(out_path, "ab") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=str(ROOT), env=env, start_new_session=True)
+        start_time = None
+        for _attempt in range(50):  # /proc entry appears immediately; loop only for safety
+            start_time = proc_start_time(proc.pid)
+            if start_time is not None:
+                break
+            time.sleep(0.01)
+        record = {"service": service, "pid": proc.pid, "pgid": proc.pid, "start_time": start_time,
+                  "argv": argv, "ports": {k: ports[k] for k in PORT_KEYS[service]},
+                  "version": self.current_version(service) if service in VERSIONED_SERVICES else None,
+                  "started_at": time.time(), "restarts": restarts, "log": str(out_path)}
+        self.state.write_record(service, record)
+        return record
+
+    def wait_ready(self, service: str, record: dict[str, Any], deadline: float) -> None:
+        keys = READY_PORT_KEYS[service]
+        pending = [record["ports"][k] for k in keys]
+        while pending:
+            if proc_start_time(record["pid"]) != record["start_time"]:
+                raise SandboxError(f"{service} exited during start-up; see {record['log']}:\n{tail(record['log'])}")
+            pending = [port for port in pending if not port_open(port)]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{service} is not listening on {HOST}:{pending[0]} after {READY_TIMEOUT_S:.0f}s; "
+                                   f"see {record['log']}:\n{tail(record['log'])}")
+            time.sleep(0.03)
+        if service == "redis":
+            self.load_redis_library(record["ports"]["redis"])
+
+    def load_redis_library(self, port: int) -> str:
+        from sandbox._common import redis_client  # heavy import only when needed
+        client = redis_client(f"redis://{HOST}:{port}/0", "emp-sandbox-cli")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                checksum = sandbox_redis.load_library(client)
+                break
+            except Exception as exc:  # pylint: disable=broad-except  # redis still loading its RDB
+                if time.monotonic() > deadline:
+                    raise SandboxError(f"cannot load jobMatching into redis {HOST}:{port}: {exc}") from exc
+                time.sleep(0.05)
+        client.close()
+        return checksum
+
+    def up(self, only: list[str] | None = None) -> dict[str, Any]:
+        self.state.ensure()
+        self.ensure_releases()
+        ports = self.assign_ports()
+        wanted = [s for s in SERVICES if not only or s in only]
+        skipped: dict[str, str] = {}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        # Redis first (the API keeps its port closed until Redis answers, and the library must be
+        # loaded before workers claim); then everything else at once. Telemetry is spawned first
+        # in that batch so the services get --otlp-endpoint; their exporters cope with a collector
+        # that needs a moment longer.
+        batches = [["redis"], [s for s in SERVICES if s != "redis"]]
+        for batch in batches:
+            started: list[tuple[str, dict[str, Any]]] = []
+            for service in batch:
+                if service not in wanted:
+                    continue
+                if self.service_running(service):
+                    continue
+                if not self.available(service):
+                    if self.tolerated_missing(service):
+                        skipped[service] = "not available (entry point missing)"
+                        continue
+                    raise SandboxError(f"{service}: entry point missing (looked for "
+                                       f"{NGROK_BINARY if service == 'ngrok' else 'sandbox.' + service + '.__main__'})")
+                started.append((service, self.spawn(service, ports)))
+            for service, record in started:
+                self.wait_ready(service, record, deadline)
+                self.out(f"started {service} (pid {record['pid']})")
+        for service, reason in skipped.items():
+            self.out(f"skipped {service}: {reason}")
+        status = self.status()
+        write_json_atomic(self.state.root / "status.json", status)
+        return status
+
+    def stop_services(self, services: list[str]) -> list[str]:
+        """SIGTERM to each process group, SIGKILL after the grace period; returns what was stopped."""
+        targets = []
+        for service in services:
+            record = self.state.read_record(service)
+            if not record:
+                continue
+            if record_alive(record):
+                try:
+                    os.killpg(record["pgid"], signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            targets.append((service, record))
+        deadline = time.monotonic() + STOP_GRACE_S
+        for service, record in targets:
+            while processes_in_group(record["pgid"]) and time.monotonic() < deadline:
+                _reap(record["pid"])
+                time.sleep(0.03)
+            left = processes_in_group(record["pgid"])
+            if left:
+                self.out(f"{service}: still running after {STOP_GRACE_S:.0f}s, killing {left}")
+                try:
+                    os.killpg(record["pgid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                kill_deadline = time.monotonic() + 3
+                while processes_in_group(record["pgid"]) and time.monotonic() < kill_deadline:
+                    _reap(record["pid"])
+                    time.sleep(0.02)
+            _reap(record["pid"])
+            left = processes_in_group(record["pgid"])
+            if left:
+                raise SandboxError(f"{service}: processes {left} of group {record['pgid']} survived SIGKILL")
+            self.state.drop_record(service)
+        return [service for service, _record in targets]
+
+    def down(self) -> list[str]:
+        # Applications first (in parallel), so they can deregister from Redis and flush their
+        # telemetry; then the telemetry backend; Redis last.
+        stopped = self.stop_services([s for s in reversed(SERVICES) if s not in ("redis", "telemetry")])
+        stopped += self.stop_services(["telemetry"])
+        stopped += self.stop_services(["redis"])
+        for service in stopped:
+            self.out(f"stopped {service}")
+        try:
+            (self.state.root / "status.json").unlink()
+        except FileNotFoundError:
+            pass
+        return stopped
+
+    def restart(self, service: str) -> dict[str, Any]:
+        if service not in SERVICES:
+            raise SandboxError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+        self.stop_services([service])
+        ports = self.state.ports()
+        if not ports:
+            raise SandboxError("the sandbox was never started here; run `up` first")
+        if not self.available(service):
+            raise SandboxError(f"{service}: not available (entry point missing)")
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for key in PORT_KEYS[service]:  # the old process just released it
+            while not port_free(ports[key]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        record = self.spawn(service, ports)
+        self.wait_ready(service, record, deadline)
+        self.out(f"restarted {service} (pid {record['pid']})")
+        status = self.status()
+        write_json_atomic(self.state.root / "status.json", status)
+        return record
+
+    def deploy(self, service: str, version: str, restart: bool = True) -> dict[str, Any]:
+        if service not in VERSIONED_SERVICES:
+            raise SandboxError(f"{service} is not deployed in versions; versioned: {', '.join(VERSIONED_SERVICES)}")
+        self.state.ensure()
+        self.install_release(service, version)
+        previous = self.current_version(service)
+        self.switch_current(service, version)
+        self.out(f"{service}: current -> releases/{version} (was {previous})")
+        if restart and self.service_running(service):  # a stopped sandbox just gets the new symlink
+            self.restart(service)
+        return {"service": service, "version": version, "previous": previous}
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        ports = self.state.ports()
+        urls = self.urls(ports)
+        services: dict[str, Any] = {}
+        versions: dict[str, str | None] = {}
+        for service in SERVICES:
+            record = self.state.read_record(service)
+            running = record_alive(record)
+            if running:
+                state = "running"
+            elif not self.available(service):
+                state = "not available"
+            else:
+                state = "stopped"
+            services[service] = {"status": state, "pid": record["pid"] if running else None,
+                                 "ports": record["ports"] if running else {},
+                                 "version": record.get("version") if running else None}
+            if service in VERSIONED_SERVICES:
+                versions[service] = record.get("version") if running else None
+
+        def live(service: str, key: str) -> str | None:
+            return urls[key] if services[service]["status"] == "running" else None
+
+        return {
+            "state_dir": str(self.state.root),
+            "redis": live("redis", "redis"), "api": live("api", "api"), "webhook": live("webhook", "webhook"),
+            "otlp": live("telemetry", "otlp"), "query": live("telemetry", "query"),
+            "collector_health": live("telemetry", "collector_health"),
+            "collector_metrics": live("telemetry", "collector_metrics"),
+            "query_token": DASH0_TOKEN, "dataset": DASH0_DATASET,
+            "ngrok_api": live("ngrok", "ngrok_api"), "ngrok_binary": str(NGROK_BINARY),
+            "ngrok_config": str(self.state.root / "ngrok" / "ngrok.yml"),
+            "ngrok_tunnels": ({name: urls_for_tunnel(ports, name) for name in ("api", "webhook", "redis")}
+                              if services["ngrok"]["status"] == "running" else {}),
+            "monitor": live("monitor", "monitor"), "worker_health": live("worker", "worker_health"),
+            "releases_dir": str(self.state.releases_dir),
+            "versions": versions,
+            "current_versions": {s: self.current_version(s) for s in VERSIONED_SERVICES},
+            "services": services,
+        }
+
+    def pm2_jlist(self) -> list[dict[str, Any]]:
+        ports = self.state.ports()
+        if not self.service_running("worker"):
+            raise SandboxError("the worker machine is not running")
+        url = f"http://{HOST}:{ports['worker_health']}/pm2/jlist"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SandboxError(f"cannot read {url}: {exc}") from exc
+
+
+def urls_for_tunnel(ports: dict[str, int], name: str) -> str:
+    scheme = "tcp" if name == "redis" else "http"
+    return f"{scheme}://{HOST}:{ports[f'ngrok_tunnel_{name}']}"
+
+
+def catalogue_versions(service: str) -> list[str]:
+    directory = CATALOGUE / service
+    return sorted(p.name for p in directory.iterdir() if (p / "release.json").is_file()) if directory.is_dir() else []
+
+
+def tail(path: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no output)"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    rows = [f"state dir: {status['state_dir']}"]
+    for service, info in status["services"].items():
+        detail = ""
+        if info["status"] == "running":
+            detail = f"pid {info['pid']}, " + ", ".join(f"{k} {v}" for k, v in info["ports"].items())
+            if info.get("version"):
+                detail += f", version {info['version']}"
+        rows.append(f"  {service:<10} {info['status']:<14} {detail}")
+    for key in ("redis", "api", "webhook", "otlp", "query", "collector_health", "ngrok_api", "monitor"):
+        if status.get(key):
+            rows.append(f"  {key:<17} {status[key]}")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="The emp.deploy sandbox (EMP stack on loopback).")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="state directory (default $EMP_SANDBOX_STATE or <repo>/.tmp/sandbox)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start every service that is not running (idempotent)")
+    up.add_argument("--only", default=None, help="comma-separated services to start")
+    up.add_argument("--json", action="store_true", help="print the status as JSON afterwards")
+    sub.add_parser("down", help="stop everything and verify no process is left")
+    status = sub.add_parser("status", help="show what runs where")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    restart = sub.add_parser("restart", help="restart one service on the same ports")
+    restart.add_argument("service", choices=SERVICES)
+    deploy = sub.add_parser("deploy", help="install a catalogue release, switch current, restart")
+    deploy.add_argument("service", choices=VERSIONED_SERVICES)
+    deploy.add_argument("version")
+    deploy.add_argument("--no-restart", action="store_true", help="only switch the symlink")
+    pm2 = sub.add_parser("pm2", help="pm2-style view of the worker machine")
+    pm2.add_argument("action", choices=["jlist"])
+    sub.add_parser("releases", help="list the release catalogue")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sandbox = Sandbox(args.state_dir or default_state_dir(),
+                      out=(lambda message: print(message, file=sys.stderr)))
+    try:
+        if args.command == "up":
+            only = [s.strip() for s in args.only.split(",")] if args.only else None
+            unknown = [s for s in only or [] if s not in SERVICES]
+            if unknown:
+                raise SandboxError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+            status = sandbox.up(only)
+            print(json.dumps(status, indent=2) if args.json else format_status(status))
+        elif args.command == "down":
+            sandbox.down()
+        elif args.command == "status":
+            status = sandbox.status()
+            print(json.dumps(status) if args.json else format_status(status))
+        elif args.command == "restart":
+            sandbox.restart(args.service)
+        elif args.command == "deploy":
+            print(json.dumps(sandbox.deploy(args.service, args.version, restart=not args.no_restart)))
+        elif args.command == "pm2":
+            print(json.dumps(sandbox.pm2_jlist()))
+        elif args.command == "releases":
+            print(json.dumps({s: catalogue_versions(s) for s in VERSIONED_SERVICES}, indent=2))
+    except SandboxError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
