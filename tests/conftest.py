@@ -15,6 +15,9 @@ from servers import RedisServer, free_port, wait_for_port  # noqa: F401  (re-exp
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COLLECTIONS_PATH = ROOT / "collections"
+# unit tests import plugins as installed collection code: ansible_collections.emp.deploy.*
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_PATH))
 
 
 @pytest.fixture
@@ -50,6 +53,8 @@ def run_playbook(playbook: Path, *, extra_vars: dict | None = None, check: bool 
     full_env = dict(os.environ)
     full_env.update({"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                      "ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+    # the go_no_go callback is enabled by ansible.cfg: keep each test's journal beside its playbook
+    full_env.setdefault("EMP_DEPLOY_REPORT_DIR", str(Path(playbook).parent / "deploy-reports"))
     full_env.update(env or {})
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=str(ROOT), check=False)
 
