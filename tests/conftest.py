@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from servers import RedisServer, free_port, wait_for_port  # noqa: F401  (re-exported to the tests)
+from servers import RedisServer, free_port, wait_for_port
+
+# tests import these from here: `from conftest import free_port, run_playbook, ...`
+__all__ = ["RedisServer", "free_port", "wait_for_port", "run_playbook", "write_playbook", "ROOT", "BIN"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

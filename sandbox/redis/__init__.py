@@ -17,7 +17,9 @@ LIBRARY_PATH = Path(__file__).with_name("jobMatching.lua")
 
 
 def library_source() -> str:
-    return LIBRARY_PATH.read_text(encoding="utf-8")
+    """The library as FUNCTION LOAD takes it. The file holds the Lua body only: Redis wants a
+    `#!lua name=...` first line, which source-tree checks would take for a script shebang."""
+    return f"#!lua name={LIBRARY_NAME}\n" + LIBRARY_PATH.read_text(encoding="utf-8")
 
 
 def library_checksum(source: str | None = None) -> str:

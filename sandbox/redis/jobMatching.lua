@@ -1,4 +1,4 @@
-#!lua name=jobMatching
+-- (FUNCTION LOAD needs a first line `#!lua name=jobMatching`: sandbox/redis/__init__.py adds it.)
 -- emp.deploy sandbox: atomic job claiming for EMP workers (EMP_CONTRACTS.md).
 -- FCALL findMatchingJob 0 <capabilities JSON> <max_scan>
 -- Scans the top of jobs:pending (highest score first) and claims the first job the

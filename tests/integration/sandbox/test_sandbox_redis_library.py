@@ -42,8 +42,13 @@ def test_library_loaded_with_checksum(r):
     assert libraries, "jobMatching not loaded"
     text = json.dumps(libraries)
     assert "findMatchingJob" in text
-    expected = hashlib.sha256(sandbox_redis.LIBRARY_PATH.read_bytes()).hexdigest()
-    assert r.get("function:checksum:jobMatching") == expected
+    # the checksum is of the code Redis holds, read back independently with WITHCODE
+    loaded = r.function_list(library="jobMatching", withcode=True)[0]
+    loaded = loaded if isinstance(loaded, dict) else dict(zip(loaded[::2], loaded[1::2]))
+    code = loaded.get("library_code", loaded.get(b"library_code"))
+    code = code.decode() if isinstance(code, bytes) else code
+    assert code.startswith("#!lua name=jobMatching\n")
+    assert r.get("function:checksum:jobMatching") == hashlib.sha256(code.encode()).hexdigest()
 
 
 def test_reload_is_idempotent(r):
