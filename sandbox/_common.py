@@ -278,6 +278,8 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "emp-sandbox/0.1"
+    # keep-alive answers are small writes: Nagle + delayed ACK would stall each one by ~40 ms
+    disable_nagle_algorithm = True
 
     def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")

@@ -51,11 +51,6 @@ DASH0_TOKEN = "sandbox-token"  # sandbox-only bearer token of the query API, not
 DASH0_DATASET = "default"
 NGROK_AUTHTOKEN = "sandbox-ngrok-authtoken"  # the stand-in only checks its shape
 
-# Components built by other helpers in parallel. Until their entry point exists `up` reports
-# them "not available" instead of failing. EMP_SANDBOX_REQUIRE_ALL=1 turns the tolerance off;
-# remove a name from this set once its component has landed for good.
-OPTIONAL_UNTIL_PRESENT = frozenset({"webhook", "telemetry", "ngrok"})
-
 # Ports each component needs (keys of ports.json).
 PORT_KEYS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
@@ -222,9 +217,6 @@ class Sandbox:
             return NGROK_BINARY.is_file()
         return importlib.util.find_spec(f"sandbox.{service}.__main__") is not None
 
-    def tolerated_missing(self, service: str) -> bool:
-        return service in OPTIONAL_UNTIL_PRESENT and os.environ.get("EMP_SANDBOX_REQUIRE_ALL") != "1"
-
     def urls(self, ports: dict[str, int]) -> dict[str, str | None]:
         def url(key: str, scheme: str = "http", suffix: str = "") -> str | None:
             return f"{scheme}://{HOST}:{ports[key]}{suffix}" if key in ports else None
@@ -388,7 +380,6 @@ class Sandbox:
         self.ensure_releases()
         ports = self.assign_ports()
         wanted = [s for s in SERVICES if not only or s in only]
-        skipped: dict[str, str] = {}
         deadline = time.monotonic() + READY_TIMEOUT_S
         # Redis first (the API keeps its port closed until Redis answers, and the library must be
         # loaded before workers claim); then everything else at once. Telemetry is spawned first
@@ -403,17 +394,12 @@ class Sandbox:
                 if self.service_running(service):
                     continue
                 if not self.available(service):
-                    if self.tolerated_missing(service):
-                        skipped[service] = "not available (entry point missing)"
-                        continue
                     raise SandboxError(f"{service}: entry point missing (looked for "
                                        f"{NGROK_BINARY if service == 'ngrok' else 'sandbox.' + service + '.__main__'})")
                 started.append((service, self.spawn(service, ports)))
             for service, record in started:
                 self.wait_ready(service, record, deadline)
                 self.out(f"started {service} (pid {record['pid']})")
-        for service, reason in skipped.items():
-            self.out(f"skipped {service}: {reason}")
         status = self.status()
         write_json_atomic(self.state.root / "status.json", status)
         return status

@@ -233,18 +233,14 @@ def test_down_leaves_no_process(sandbox):
     assert cli(state_dir, "down").returncode == 0, "down twice is fine"
 
 
-def test_missing_component_is_reported_not_fatal(tmp_path, monkeypatch):
-    """The explicit tolerance for components other helpers deliver (OPTIONAL_UNTIL_PRESENT)."""
+def test_missing_component_fails_up_clearly(tmp_path, monkeypatch):
+    """A component whose entry point is missing stops `up` with a message naming it."""
     from sandbox import cli as sandbox_cli
     monkeypatch.setattr(sandbox_cli, "NGROK_BINARY", tmp_path / "no-such-ngrok")
     box = sandbox_cli.Sandbox(tmp_path / "state", out=lambda message: None)
     try:
-        current = box.up(only=["redis", "ngrok"])
-        assert current["services"]["ngrok"]["status"] == "not available"
-        assert current["services"]["redis"]["status"] == "running" and current["ngrok_api"] is None
-        monkeypatch.setenv("EMP_SANDBOX_REQUIRE_ALL", "1")
-        with pytest.raises(sandbox_cli.SandboxError, match="entry point missing"):
-            box.up(only=["ngrok"])
+        with pytest.raises(sandbox_cli.SandboxError, match="ngrok: entry point missing"):
+            box.up(only=["redis", "ngrok"])
     finally:
         box.down()
     assert box.status()["services"]["redis"]["status"] == "stopped"
