@@ -36,6 +36,7 @@ author:
   - emp.deploy maintainers (@emp-deploy)
 extends_documentation_fragment:
   - emp.deploy.otel
+  - emp.deploy.attributes.probe
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -43,14 +44,6 @@ attributes:
     details:
       - Check mode runs in full. The canary is the measurement; it is telemetry about the probe itself
         and changes no system state.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  action_group:
-    description: Use C(group/emp.deploy.probes) in C(module_defaults) to set options once for every probe.
-    support: full
-    membership:
-      - emp.deploy.probes
 options:
   endpoint:
     description:
