@@ -1,0 +1,414 @@
+# Copyright: Contributors to the emp.deploy collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""emp.deploy.gate: samples a probe module (or takes evidence), evaluates criteria, decides GO / NO-GO.
+
+The documentation lives in plugins/modules/gate.py, as for ansible.builtin.assert.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+import uuid
+from collections import ChainMap
+from datetime import datetime, timezone
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.emp.deploy.plugins.plugin_utils._gate import (
+    BASELINE_VARIABLE,
+    ERROR,
+    FAILED,
+    GO,
+    MODES,
+    NO_DATA,
+    ON_NO_DATA,
+    PASSED,
+    SAMPLE_VARIABLE,
+    Criterion,
+    CriterionError,
+    CriterionOutcome,
+    Limits,
+    Tally,
+    build_reason,
+    classify_result,
+    decide,
+    final_decision,
+    first_line,
+    is_task_result,
+    parse_criterion,
+    plan_schedule,
+    probe_verdict,
+    resolve_path,
+)
+
+display = Display()
+
+_GATE_NAMES = frozenset(("emp.deploy.gate", "gate"))
+
+
+def _criteria_type(value: t.Any) -> list:
+    """A conditional or a list of them; never split a string on commas as type=list would."""
+    if isinstance(value, (str, bool)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(f"criteria must be a conditional or a list of conditionals, not {type(value).__name__}")
+
+
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
+    name=dict(type="str", required=True),
+    phase=dict(type="str"),
+    component=dict(type="str", required=True),
+    checklist_ref=dict(type="str"),
+    criteria=dict(type=_criteria_type, required=True),
+    probe=dict(type="dict", options=dict(
+        module=dict(type="str", required=True),
+        args=dict(type="dict", default={}),
+        check_mode=dict(type="bool"),
+    )),
+    evidence=dict(type="raw"),
+    samples=dict(type="int"),
+    interval=dict(type="float"),
+    duration=dict(type="float"),
+    failure_limit=dict(type="int", default=0),
+    consecutive_error_limit=dict(type="int", default=3),
+    on_no_data=dict(type="str", default="fail", choices=list(ON_NO_DATA)),
+    mode=dict(type="str", default="enforce", choices=list(MODES)),
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ActionModule(ActionBase):
+    """Decides GO / NO-GO from a sampled probe module or from evidence."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    @classmethod
+    def finalize_task_arg(cls, name: str, value: t.Any, templar: t.Any, context: t.Any) -> t.Any:
+        """ansible-core >= 2.19: leave criteria untemplated (they are evaluated per sample), as assert does for `that`."""
+        if name != "criteria":
+            return super().finalize_task_arg(name, value, templar, context)  # pylint: disable=no-member
+        if isinstance(value, str) and value.strip().startswith(("{{", "{%")):
+            # `criteria: "{{ my_criteria }}"` resolves to the list without templating its items
+            try:
+                resolved = templar.resolve_to_container(value)
+            except AnsibleError:
+                return value
+            if isinstance(resolved, list):
+                return resolved
+        return value
+
+    def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        del tmp
+
+        raw_args = self._task.args
+        if "probe" in raw_args and "evidence" in raw_args:
+            raise AnsibleActionFail("emp.deploy.gate takes exactly one of probe and evidence, got both")
+        if "probe" not in raw_args and "evidence" not in raw_args:
+            raise AnsibleActionFail("emp.deploy.gate needs either probe ({module, args}) or evidence")
+
+        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        criteria = self._parse_criteria(self._raw_criteria(args["criteria"]))
+        limits = Limits(failure_limit=args["failure_limit"], consecutive_error_limit=args["consecutive_error_limit"],
+                        on_no_data=args["on_no_data"])
+        if limits.failure_limit < 0 or limits.consecutive_error_limit < 0:
+            raise AnsibleActionFail("failure_limit and consecutive_error_limit must not be negative")
+        with_evidence = "evidence" in raw_args
+        if with_evidence:
+            if any(args[key] is not None for key in ("samples", "interval", "duration")):
+                raise AnsibleActionFail("samples, interval and duration apply to probe, not to evidence "
+                                        "(evidence is evaluated once)")
+            planned, interval = 1, 0.0
+        else:
+            try:
+                schedule = plan_schedule(args["samples"], args["interval"], args["duration"])
+            except ValueError as exc:
+                raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: {exc}") from exc
+            planned, interval = schedule.samples, schedule.interval
+            self._check_probe_module(args["probe"]["module"])
+
+        gate = _GateRun(self, args, criteria, limits, task_vars, planned, interval)
+        if with_evidence:
+            gate.run_evidence(args["evidence"])
+        else:
+            gate.run_probe(args["probe"])
+        return gate.finish(result)
+
+    # --- validation before any sampling ---------------------------------------------------------
+
+    def _raw_criteria(self, validated: list) -> list:
+        """ansible-core 2.18 templated task args already; take `criteria` as written, as assert does."""
+        if hasattr(self._templar, "evaluate_conditional"):
+            return validated
+        try:
+            raw = self._task.untemplated_args["criteria"]
+        except (AttributeError, KeyError):
+            return validated
+        if isinstance(raw, str):
+            raw = self._templar.template(raw)
+        return _criteria_type(raw)
+
+    def _parse_criteria(self, raw: list) -> list[Criterion]:
+        if not raw:
+            raise AnsibleActionFail("emp.deploy.gate needs at least one criterion")
+        parsed = []
+        for expression in raw:
+            try:
+                parsed.append(parse_criterion(expression))
+            except CriterionError as exc:
+                raise AnsibleActionFail(str(exc)) from exc
+        return parsed
+
+    def _check_probe_module(self, name: str) -> None:
+        context = self._shared_loader_obj.module_loader.find_plugin_with_context(
+            name, collection_list=self._task.collections)
+        if not context.resolved:
+            raise AnsibleActionFail(f"unknown probe module {name!r}: no module of that name is installed "
+                                    f"(use its FQCN, e.g. emp.deploy.redis_health)")
+        if context.resolved_fqcn in _GATE_NAMES or name in _GATE_NAMES:
+            raise AnsibleActionFail("a gate cannot use emp.deploy.gate as its probe")
+
+    # --- helpers used by _GateRun ----------------------------------------------------------------
+
+    def evaluate(self, criterion: Criterion, variables: t.Mapping[str, t.Any]) -> bool:
+        """One conditional over the sample, with assert's semantics on either templating engine."""
+        if isinstance(criterion.expression, bool):
+            return criterion.expression
+        templar = self._templar.copy_with_new_env(available_variables=variables)
+        if hasattr(templar, "evaluate_conditional"):  # ansible-core >= 2.19
+            return bool(templar.evaluate_conditional(criterion.expression))
+        from ansible.playbook.conditional import Conditional  # ansible-core 2.18
+
+        conditional = Conditional(loader=self._loader)
+        conditional.when = [criterion.expression]
+        return bool(conditional.evaluate_conditional(templar=templar, all_vars=variables))
+
+    def execute_probe(self, module: str, module_args: dict[str, t.Any], task_vars: dict[str, t.Any],
+                      check_mode: bool | None) -> dict[str, t.Any]:
+        """Runs the probe through Ansible's normal module execution (remote hosts, any module)."""
+        saved = self._task.check_mode
+        if check_mode is not None:
+            self._task.check_mode = check_mode
+        try:
+            return self._execute_module(module_name=module, module_args=dict(module_args), task_vars=task_vars)
+        finally:
+            self._task.check_mode = saved
+
+    def show(self, message: str, warning: bool = False) -> None:
+        if warning:
+            display.warning(message)
+        else:
+            display.display(message)
+
+    def cleanup_remote(self) -> None:
+        tmpdir = getattr(self._connection._shell, "tmpdir", None)
+        if tmpdir:
+            self._remove_tmp_path(tmpdir)
+
+
+class _GateRun:
+    """The state of one gate evaluation: samples taken, tallies, the criteria outcomes."""
+
+    def __init__(self, action: ActionModule, args: dict[str, t.Any], criteria: list[Criterion], limits: Limits,
+                 task_vars: dict[str, t.Any], planned: int, interval: float) -> None:
+        self.action = action
+        self.args = args
+        self.criteria = criteria
+        self.limits = limits
+        self.task_vars = task_vars
+        self.interval = interval
+        self.tally = Tally(planned=planned)
+        self.outcomes = [CriterionOutcome(criterion) for criterion in criteria]
+        self.samples: list[dict[str, t.Any]] = []
+        self.unhealthy: list[str] = []
+        self.baseline: t.Any = None
+        self.with_evidence = False
+        self.stopped_early = False
+        self.decision: str | None = None
+        self.started = _now()
+        self.started_mono = time.monotonic()
+        self.host = to_text(task_vars.get("inventory_hostname", ""))
+
+    @property
+    def label(self) -> str:
+        return f"gate {self.args['name']} [{self.host}]"
+
+    def run_evidence(self, evidence: t.Any) -> None:
+        self.with_evidence = True
+        started = time.monotonic()
+        if evidence is None or (isinstance(evidence, (str, list, dict)) and not evidence):
+            self._record(None, NO_DATA, "evidence is empty", started)
+            return
+        if is_task_result(evidence):
+            kind, why = classify_result(evidence)
+            if kind:
+                self._record(evidence, kind, why, started)
+                return
+        self._record_measured(evidence, started)
+
+    def run_probe(self, probe: dict[str, t.Any]) -> None:
+        module, module_args = probe["module"], probe["args"] or {}
+        n = self.tally.planned
+        self.action.show(f"{self.label}: sampling {module} {n} time{'s' if n != 1 else ''}"
+                         + (f" every {self.interval:g} s" if n > 1 else "")
+                         + f" (failure_limit {self.limits.failure_limit}, "
+                         f"consecutive_error_limit {self.limits.consecutive_error_limit})")
+        try:
+            for index in range(n):
+                if index:
+                    # keep the schedule anchored to the start, so slow probes do not stretch the window
+                    delay = self.started_mono + index * self.interval - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                started = time.monotonic()
+                try:
+                    sample = self.action.execute_probe(module, module_args, self.task_vars, probe.get("check_mode"))
+                except AnsibleConnectionFailure as exc:
+                    sample = {"unreachable": True, "msg": to_text(exc)}
+                except AnsibleError as exc:
+                    sample = {"failed": True, "msg": to_text(exc)}
+                kind, why = classify_result(sample)
+                if kind:
+                    self._record(sample, kind, why, started)
+                else:
+                    self._record_measured(sample, started)
+                self.decision = decide(self.tally, self.limits)
+                if self.decision is not None:
+                    self.stopped_early = self.tally.remaining > 0
+                    break
+        finally:
+            self.action.cleanup_remote()
+
+    def _variables(self, sample: t.Any) -> ChainMap:
+        return ChainMap({SAMPLE_VARIABLE: sample, BASELINE_VARIABLE: self.baseline}, self.task_vars)
+
+    def _record_measured(self, sample: t.Any, started: float) -> None:
+        if self.baseline is None:
+            self.baseline = sample
+        variables = self._variables(sample)
+        figures: dict[str, t.Any] = {}
+        checks: list[dict[str, t.Any]] = []
+        all_held = True
+        for outcome in self.outcomes:
+            for path in outcome.criterion.paths:
+                figures[path] = resolve_path(variables, path)
+            try:
+                held = self.action.evaluate(outcome.criterion, variables)
+                error = None
+            except Exception as exc:  # a criterion that cannot evaluate on this sample fails it
+                held, error = False, first_line(to_text(exc))
+            checks.append({"criterion": outcome.criterion.text, "held": held, **({"error": error} if error else {})})
+            if held:
+                outcome.held += 1
+            else:
+                all_held = False
+                if error:
+                    outcome.errors += 1
+                    outcome.last_error = error
+                else:
+                    outcome.failed += 1
+                outcome.failing_figures.append({path: figures.get(path) for path in outcome.criterion.paths})
+        verdict = probe_verdict(sample) if isinstance(sample, t.Mapping) else None
+        if verdict:
+            self.unhealthy.append(verdict)
+        ok = all_held and not verdict
+        self._record(sample, PASSED if ok else FAILED, verdict, started, figures=figures, checks=checks)
+
+    def _record(self, sample: t.Any, kind: str, why: str | None, started: float,
+                figures: dict[str, t.Any] | None = None, checks: list[dict[str, t.Any]] | None = None) -> None:
+        self.tally.add(kind, why)
+        if kind == NO_DATA:
+            self.tally.last_error = why
+        entry: dict[str, t.Any] = {
+            "index": self.tally.taken,
+            "time": _now(),
+            "ok": kind == PASSED,
+            "outcome": kind,
+            "error": why if kind in (ERROR, NO_DATA) else None,
+            "figures": figures or {},
+            "criteria": checks or [],
+            "duration_ms": round((time.monotonic() - started) * 1000.0, 1),
+        }
+        if kind == FAILED and why:
+            entry["problem"] = why
+        self.samples.append(entry)
+        self.action.show(self._progress_line(entry))
+
+    def _progress_line(self, entry: dict[str, t.Any]) -> str:
+        head = f"{self.label} sample {entry['index']}/{self.tally.planned}: "
+        if entry["outcome"] == PASSED:
+            status = "ok"
+        elif entry["outcome"] == FAILED:
+            failed = [c["criterion"] for c in entry["criteria"] if not c["held"]]
+            status = "FAILED " + "; ".join(failed + ([entry["problem"]] if entry.get("problem") else []))
+        elif entry["outcome"] == ERROR:
+            status = f"ERROR could not measure: {entry['error']}"
+        else:
+            status = f"no data: {entry['error']}"
+        shown = ", ".join(f"{path}={value}" for path, value in list(entry["figures"].items())[:4])
+        tail = f" ({shown})" if shown else ""
+        if self.tally.failed or self.tally.errors:
+            tail += f"  [{self.tally.failed} failed, {self.tally.errors} errors]"
+        return head + status + tail
+
+    def finish(self, result: dict[str, t.Any]) -> dict[str, t.Any]:
+        if self.decision is None:
+            self.decision = final_decision(self.tally, self.limits)
+        reason = build_reason(self.decision, self.tally, self.limits, self.outcomes, self.unhealthy,
+                              self.with_evidence, self.stopped_early)
+        mode = self.args["mode"]
+        ended = _now()
+        gate = {
+            "id": uuid.uuid4().hex,
+            "name": self.args["name"],
+            "phase": self.args["phase"],
+            "component": self.args["component"],
+            "checklist_ref": self.args["checklist_ref"],
+            "mode": mode,
+            "enforced": mode == "enforce",
+            "decision": self.decision,
+            "reason": reason,
+            "host": self.host,
+            "source": "evidence" if self.with_evidence else "probe",
+            "probe_module": None if self.with_evidence else self.args["probe"]["module"],
+            "criteria": [outcome.as_dict() for outcome in self.outcomes],
+            "samples": self.samples,
+            "counts": {"planned": self.tally.planned, "taken": self.tally.taken, "passed": self.tally.passed,
+                       "failed": self.tally.failed, "errors": self.tally.errors, "no_data": self.tally.no_data},
+            "limits": {"failure_limit": self.limits.failure_limit,
+                       "consecutive_error_limit": self.limits.consecutive_error_limit,
+                       "on_no_data": self.limits.on_no_data},
+            "interval_s": self.interval,
+            "stopped_early": self.stopped_early,
+            "started": self.started,
+            "ended": ended,
+            "duration_s": round(time.monotonic() - self.started_mono, 3),
+        }
+        result.update(changed=False, emp_gate=gate)
+        headline = f"{self.label}: {self.decision} ({mode}) - {reason}"
+        if self.decision == GO:
+            result["msg"] = f"GO: {reason}"
+            self.action.show(headline)
+        elif mode == "enforce":
+            result["failed"] = True
+            result["msg"] = f"NO-GO: {reason}"
+        elif mode == "warn":
+            result["msg"] = f"NO-GO (warn, not enforced): {reason}"
+            self.action.show(headline, warning=True)
+        else:
+            result["msg"] = f"observe: would have decided NO-GO: {reason}"
+            self.action.show(f"{self.label}: observe mode, would have decided NO-GO - {reason}")
+        return result

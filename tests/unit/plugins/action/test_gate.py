@@ -1,0 +1,247 @@
+"""Unit tests of emp.deploy.gate's decision rules (plugins/plugin_utils/_gate.py) and its option parsing."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.emp.deploy.plugins.action import gate as action
+from ansible_collections.emp.deploy.plugins.plugin_utils import _gate as g
+
+
+# --- criteria ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("expression, paths", [
+    ("result.latency_ms.p95 < 200", ("result.latency_ms.p95",)),
+    ("result.clients.by_name['emp-api'] >= 1", ("result.clients.by_name['emp-api']",)),
+    ("result.clients.connected - baseline.clients.connected <= limit", ("result.clients.connected", "baseline.clients.connected")),
+    ("result.healthy and result.rc == 0", ("result.healthy", "result.rc")),
+    ("(result.stdout_lines | last | from_json).n == 0", ("result.stdout_lines",)),
+    ("other.value > 1", ()),
+])
+def test_parse_criterion_finds_the_figures_it_reads(expression, paths):
+    assert g.parse_criterion(expression).paths == paths
+
+
+def test_parse_criterion_accepts_booleans_like_assert():
+    assert g.parse_criterion(True).expression is True
+
+
+@pytest.mark.parametrize("bad", ["result.x <", "result.x ==== 1", "{{ result.x", "result.(x)"])
+def test_a_criterion_that_does_not_template_is_rejected_with_its_text(bad):
+    with pytest.raises(g.CriterionError, match="does not template"):
+        g.parse_criterion(bad)
+
+
+@pytest.mark.parametrize("bad", [None, 3, {"that": "x"}, "", "   "])
+def test_a_criterion_of_the_wrong_type_is_rejected(bad):
+    with pytest.raises(g.CriterionError, match="must be a non-empty string"):
+        g.parse_criterion(bad)
+
+
+def test_criteria_type_wraps_one_string_and_never_splits_on_commas():
+    assert action._criteria_type("result.x in [1, 2]") == ["result.x in [1, 2]"]
+    assert action._criteria_type(["a", "b"]) == ["a", "b"]
+    with pytest.raises(TypeError):
+        action._criteria_type({"a": 1})
+
+
+def test_resolve_path_walks_dicts_lists_and_quoted_keys():
+    data = {"result": {"clients": {"by_name": {"emp-api": 2}}, "list": [5, 6]}}
+    assert g.resolve_path(data, "result.clients.by_name['emp-api']") == 2
+    assert g.resolve_path(data, "result.list[1]") == 6
+    assert g.resolve_path(data, "result.missing.deeper") is None
+    assert g.resolve_path(data, "result.list[9]") is None
+
+
+# --- sample accounting ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("result, kind", [
+    ({"unreachable": True, "msg": "ssh: connect refused"}, g.ERROR),
+    ({"failed": True, "msg": "MODULE FAILURE", "module_stderr": "Traceback"}, g.ERROR),
+    ({"failed": True, "msg": "MODULE FAILURE\nSee stdout/stderr", "module_stderr": "Traceback", "rc": 1}, g.ERROR),
+    ({"failed": True, "reachable": False, "error": "Redis at 127.0.0.1:1 refused", "healthy": False}, g.ERROR),
+    ({"skipped": True, "msg": "remote module does not support check mode"}, g.NO_DATA),
+    ({"failed": True, "msg": "p95 too high", "latency_ms": {"p95": 312}, "healthy": False}, None),
+    ({"changed": False, "rc": 0, "stdout": "1"}, None),
+])
+def test_classify_result_errors_only_when_nothing_was_measured(result, kind):
+    assert g.classify_result(result)[0] == kind
+
+
+def test_probe_verdict_prefers_the_probes_own_problem_sentence():
+    assert g.probe_verdict({"healthy": False, "problems": ["client 'emp-api' has 0 connections"]}) == \
+        "client 'emp-api' has 0 connections"
+    assert g.probe_verdict({"healthy": True}) is None
+    assert g.probe_verdict({"failed": True, "msg": "threshold broke", "x": 1}) == "threshold broke"
+
+
+# --- schedule ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("samples, interval, duration, expected", [
+    (None, None, None, (1, 10.0)),
+    (5, 2, None, (5, 2.0)),
+    (None, 30, 1800, (61, 30.0)),
+    (None, 60, 1800, (31, 60.0)),
+    (4, None, 3, (4, 1.0)),
+    (1, None, 60, (1, 0.0)),
+])
+def test_plan_schedule(samples, interval, duration, expected):
+    schedule = g.plan_schedule(samples, interval, duration)
+    assert (schedule.samples, schedule.interval) == expected
+
+
+@pytest.mark.parametrize("samples, interval, duration, message", [
+    (0, None, None, "at least 1"),
+    (None, -1, None, "negative"),
+    (3, 1, 10, "at most two"),
+    (None, None, -5, "positive"),
+    (None, 0, 10, "positive"),
+])
+def test_plan_schedule_rejects_impossible_windows(samples, interval, duration, message):
+    with pytest.raises(ValueError, match=message):
+        g.plan_schedule(samples, interval, duration)
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+def run(outcomes, planned=None, **limits):
+    tally = g.Tally(planned=planned or len(outcomes))
+    decision = None
+    for outcome in outcomes:
+        tally.add(outcome, "boom" if outcome == g.ERROR else None)
+        decision = g.decide(tally, g.Limits(**limits))
+        if decision:
+            break
+    return decision or g.final_decision(tally, g.Limits(**limits)), tally
+
+
+P, F, E, N = g.PASSED, g.FAILED, g.ERROR, g.NO_DATA
+
+
+@pytest.mark.parametrize("outcomes, limits, decision, taken", [
+    ([P, P, P], {}, g.GO, 3),
+    ([P, F, P], {}, g.NO_GO, 2),                        # failure_limit 0: the first failure decides
+    ([P, F, P, P], {"failure_limit": 1}, g.GO, 4),
+    ([F, F, P, P], {"failure_limit": 1}, g.NO_GO, 2),
+    ([E, E, E, E, P], {}, g.NO_GO, 4),                  # 4 consecutive errors > consecutive_error_limit 3
+    ([E, E, E, P, P], {}, g.GO, 5),
+    ([E, E, E], {}, g.NO_GO, 3),                        # never measured: never GO
+    ([E], {"consecutive_error_limit": 10}, g.NO_GO, 1),
+    ([F], {"failure_limit": 5}, g.NO_GO, 1),            # within the limit, but nothing ever passed
+    ([N, N], {}, g.NO_GO, 2),
+    ([N, N], {"on_no_data": "pass"}, g.GO, 2),
+    ([N, P], {}, g.GO, 2),
+    ([E, P, E, P, E, P], {"consecutive_error_limit": 1}, g.GO, 6),
+])
+def test_decisions_follow_the_argo_style_limits(outcomes, limits, decision, taken):
+    got, tally = run(outcomes, **limits)
+    assert got == decision
+    assert tally.taken == taken
+
+
+def test_go_stops_early_once_remaining_samples_cannot_reach_a_limit():
+    got, tally = run([P, P, P, P, P], planned=5, failure_limit=5, consecutive_error_limit=5)
+    assert got == g.GO and tally.taken == 1
+
+
+def test_go_never_stops_early_with_failure_limit_zero():
+    got, tally = run([P] * 5, failure_limit=0)
+    assert got == g.GO and tally.taken == 5
+
+
+def test_an_erroring_probe_never_yields_go_whatever_the_limits():
+    for limit in range(0, 6):
+        got, dummy = run([E] * 5, failure_limit=limit, consecutive_error_limit=limit)
+        assert got == g.NO_GO
+
+
+# --- reasons -------------------------------------------------------------------------------------
+
+def outcome_with(criterion, held, failing_values):
+    parsed = g.parse_criterion(criterion)
+    outcome = g.CriterionOutcome(parsed, held=held, failed=len(failing_values))
+    outcome.failing_figures = [{parsed.paths[0]: value} for value in failing_values]
+    return outcome
+
+
+def test_reason_quotes_the_failing_figures_and_counts():
+    tally = g.Tally(planned=5)
+    for outcome in (F, P, F, P, F):
+        tally.add(outcome)
+    reason = g.build_reason(g.NO_GO, tally, g.Limits(failure_limit=3),
+                            [outcome_with("result.latency_ms.p95 < 200", 2, [312, 290.5, 305])], [], False, False)
+    assert reason.startswith("result.latency_ms.p95 < 200 did not hold in 3 of 5 measured samples")
+    assert "result.latency_ms.p95 was 312, 290.5, 305" in reason
+
+
+def test_reason_leads_with_the_probes_problem_when_unhealthy():
+    tally = g.Tally(planned=3)
+    tally.add(F)
+    reason = g.build_reason(g.NO_GO, tally, g.Limits(), [outcome_with("result.healthy", 0, [False])],
+                            ["client 'emp-toy' has 0 connections, expected at least 1"], False, True)
+    assert reason.startswith("client 'emp-toy' has 0 connections, expected at least 1")
+    assert "result.healthy did not hold" not in reason
+    assert "stopped after 1 of 3 samples" in reason
+
+
+def test_reason_for_errors_names_the_last_error():
+    tally = g.Tally(planned=4)
+    for dummy in range(4):
+        tally.add(E, "Redis at 127.0.0.1:1 refused the connection")
+    reason = g.build_reason(g.NO_GO, tally, g.Limits(), [], [], False, False)
+    assert "could not measure in 4 consecutive samples" in reason
+    assert "127.0.0.1:1 refused" in reason
+
+
+def test_reason_for_go_counts_samples():
+    tally = g.Tally(planned=3)
+    for dummy in range(3):
+        tally.add(P)
+    outcomes = [g.CriterionOutcome(g.parse_criterion("result.ok"), held=3)]
+    assert g.build_reason(g.GO, tally, g.Limits(), outcomes, [], False, False) == "all 1 criterion held in 3 of 3 samples"
+
+
+def test_criterion_outcome_as_dict():
+    outcome = g.CriterionOutcome(g.parse_criterion("result.a > 1"), held=2, failed=1)
+    assert outcome.as_dict() == {"criterion": "result.a > 1", "outcome": "failed", "held": 2, "failed": 1,
+                                 "errors": 0, "evaluated": 3}
+    assert g.CriterionOutcome(g.parse_criterion("result.a")).as_dict()["outcome"] == "not evaluated"
+
+
+# --- evaluation with the real templating engine of the running ansible-core ----------------------
+
+def _trusted(text):
+    try:
+        from ansible.template import trust_as_template  # ansible-core >= 2.19
+    except ImportError:
+        return text
+    return trust_as_template(text)
+
+
+@pytest.fixture
+def gate_action():
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.playbook.play_context import PlayContext
+    from ansible.playbook.task import Task
+    from ansible.template import Templar
+
+    loader = DataLoader()
+    return action.ActionModule(task=Task(), connection=None, play_context=PlayContext(), loader=loader,
+                               templar=Templar(loader=loader), shared_loader_obj=None)
+
+
+@pytest.mark.parametrize("criterion, sample, expected", [
+    ("result.latency_ms.p95 < 200", {"latency_ms": {"p95": 312}}, False),
+    ("result.latency_ms.p95 < 200", {"latency_ms": {"p95": 12.5}}, True),
+    ("result.clients.by_name['emp-api'] >= limit", {"clients": {"by_name": {"emp-api": 3}}}, True),
+    ("result.clients.connected - baseline.clients.connected <= 2", {"clients": {"connected": 9}}, False),
+])
+def test_evaluate_binds_result_baseline_and_play_variables(gate_action, criterion, sample, expected):
+    from collections import ChainMap
+
+    variables = ChainMap({"result": sample, "baseline": {"clients": {"connected": 5}}}, {"limit": 1})
+    assert gate_action.evaluate(g.parse_criterion(_trusted(criterion)), variables) is expected
+
+
+def test_evaluate_raises_on_a_criterion_that_cannot_evaluate(gate_action):
+    with pytest.raises(Exception, match="undefined|has no attribute"):
+        gate_action.evaluate(g.parse_criterion(_trusted("result.missing.deeper > 1")), {"result": {}})
