@@ -16,6 +16,14 @@ from collections import ChainMap
 from datetime import datetime, timezone
 
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+try:  # ansible-core >= 2.19: what gather_facts, package and service use
+    from ansible.executor.module_common import _apply_action_arg_defaults
+except ImportError:  # ansible-core 2.18
+    _apply_action_arg_defaults = None
+try:  # ansible-core 2.18 (removed later)
+    from ansible.executor.module_common import get_action_args_with_defaults
+except ImportError:
+    get_action_args_with_defaults = None
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -138,7 +146,8 @@ class ActionModule(ActionBase):
             except ValueError as exc:
                 raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: {exc}") from exc
             planned, interval = schedule.samples, schedule.interval
-            self._check_probe_module(args["probe"]["module"])
+            resolved = self._check_probe_module(args["probe"]["module"])
+            args["probe"] = dict(args["probe"], args=self._with_module_defaults(resolved, args["probe"]["args"] or {}))
 
         gate = _GateRun(self, args, criteria, limits, task_vars, planned, interval)
         if with_evidence:
@@ -172,7 +181,8 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(str(exc)) from exc
         return parsed
 
-    def _check_probe_module(self, name: str) -> None:
+    def _check_probe_module(self, name: str) -> str:
+        """The probe module's resolved FQCN; fails before any sampling when it is unusable."""
         context = self._shared_loader_obj.module_loader.find_plugin_with_context(
             name, collection_list=self._task.collections)
         if not context.resolved:
@@ -180,6 +190,16 @@ class ActionModule(ActionBase):
                                     f"(use its FQCN, e.g. emp.deploy.redis_health)")
         if context.resolved_fqcn in _GATE_NAMES or name in _GATE_NAMES:
             raise AnsibleActionFail("a gate cannot use emp.deploy.gate as its probe")
+        return context.resolved_fqcn
+
+    def _with_module_defaults(self, resolved_module: str, probe_args: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The probe's args over the play's module_defaults for it (group/emp.deploy.probes too),
+        as ansible.builtin.gather_facts does for the fact modules it runs."""
+        if _apply_action_arg_defaults is not None:
+            return _apply_action_arg_defaults(resolved_module, self._task, dict(probe_args), self._templar)
+        return get_action_args_with_defaults(
+            resolved_module, dict(probe_args), self._task.module_defaults, self._templar,
+            action_groups=self._task._parent._play._action_groups)
 
     # --- helpers used by _GateRun ----------------------------------------------------------------
 

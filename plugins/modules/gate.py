@@ -72,7 +72,9 @@ options:
         type: str
         required: true
       args:
-        description: The module's options.
+        description:
+          - The module's options. The play's C(module_defaults) for the module (and its action groups,
+            such as C(group/emp.deploy.probes)) apply underneath them, as for any task of that module.
         type: dict
         default: {}
       check_mode:
