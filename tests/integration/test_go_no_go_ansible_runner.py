@@ -1,0 +1,52 @@
+"""The go_no_go callback beside ansible-runner, the way AWX runs a job: runner's own stdout
+callback (awx_display) and event stream, our callback still journaling and rolling back in-process."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT
+from test_go_no_go_runs import DEPLOY, ROLLBACK
+
+ansible_runner = pytest.importorskip("ansible_runner")
+
+
+def test_nogo_and_rollback_under_ansible_runner(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "deploy.yml").write_text(DEPLOY)
+    (project / "rollback.yml").write_text(ROLLBACK)
+    marker = tmp_path / "rollback.jsonl"
+    reports = tmp_path / "reports"
+    env = {
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "EMP_DEPLOY_REPORT_DIR": str(reports),
+        "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(project / "rollback.yml"),
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+    }
+    runner = ansible_runner.run(
+        private_data_dir=str(tmp_path), playbook="deploy.yml", inventory=str(ROOT / "inventories/sandbox/hosts.yml"),
+        extravars={"marker": str(marker)}, envvars=env, quiet=True, timeout=240,
+    )
+    assert runner.status == "failed" and runner.rc == 2
+
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["decision"] == "NO-GO"
+    assert summary["rollback"]["triggered"] is True and summary["rollback"]["ok"] is True
+    assert summary["rollback"]["components"] == ["redis"]
+    journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert journal[-1]["type"] == "run_end"
+
+    rollbacks = [json.loads(line) for line in marker.read_text().splitlines()]
+    assert [r["component"] for r in rollbacks] == ["redis"]
+    # runner forces its awx_display stdout callback, which emits these events; the rollback ran inside the
+    # same ansible-playbook process, so its tasks are in the same event stream as the gate
+    task_names = {event.get("event_data", {}).get("task") for event in runner.events}
+    assert "Record the redis rollback" in task_names
+    assert "Redis gate" in task_names
+    stdout = Path(runner.stdout.name).read_text() if hasattr(runner.stdout, "name") else runner.stdout.read()
+    assert "NO-GO" in stdout
