@@ -11,10 +11,11 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help demo test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
+.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
+	@echo "make demo-nogo - the same with a broken webhook release: NO-GO and automatic rollback"
 	@echo "make test   - install everything and run sanity, lint, unit, integration, molecule"
 
 $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.txt
@@ -42,8 +43,24 @@ $(VENV_BENCH)/.stamp: requirements/bench.txt requirements.txt
 system-deps:
 	$(ROOT)/tools/system-deps
 
-demo: system-deps venv
-	$(BIN)/ansible-playbook $(ROOT)/playbooks/demo.yml
+# make demo: a fresh sandbox at the initial 1.0.0 releases, then the real main job deploys 1.1.0
+# through every phase (GO). make demo-nogo ships the webhook release whose routes answer 404:
+# phases 1-2 GO, webhooks NO-GO, the callback rolls back only the webhooks, exit code 2.
+DEMO_STATE ?= $(ROOT)/.tmp/sandbox
+DEMO_ENV := EMP_SANDBOX_STATE=$(DEMO_STATE) ANSIBLE_PIPELINING=1
+
+demo-sandbox: system-deps venv
+	cd $(ROOT) && $(BIN)/python -m sandbox --state-dir $(DEMO_STATE) down
+	rm -rf $(DEMO_STATE)
+	cd $(ROOT) && $(BIN)/python -m sandbox --state-dir $(DEMO_STATE) up
+
+demo: demo-sandbox
+	cd $(ROOT) && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml
+
+demo-nogo: demo-sandbox
+	cd $(ROOT) && rc=0 && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml -e emp_sandbox_webhook_version=1.1.0-404 || rc=$$?; \
+	  echo "ansible-playbook deploy.yml exited with $$rc (2 = an enforced gate said NO-GO)"; \
+	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current)"; test $$rc -eq 2
 
 test: system-deps venv sanity lint unit integration molecule build compat-2.18
 	@echo "make test: all quality gates passed"
