@@ -347,6 +347,8 @@ class CallbackModule(CallbackBase):
         release = extra_vars.get("emp_release")
         if release is None:
             release = (play.vars or {}).get("emp_release")
+        if release is None:
+            release = self._inventory_release(play)
         report_dir = Path(self._option("report_dir", "./deploy-reports")).expanduser()
         self._run_dir = (report_dir / run_id).absolute()
         self._journal = Journal(self._run_dir / "journal.jsonl")
@@ -374,6 +376,24 @@ class CallbackModule(CallbackBase):
             templar = Templar(loader=play.get_loader(), variables=variable_manager.get_vars(play=play))
             phase, component = templar.template(phase), templar.template(component)
         return (to_text(phase) if phase is not None else None, to_text(component) if component is not None else None)
+
+    @staticmethod
+    def _inventory_release(play: t.Any) -> t.Any:
+        """emp_release as the inventory (group_vars, host_vars) sets it for the first host, templated."""
+        try:
+            from ansible.template import Templar
+
+            variable_manager = play.get_variable_manager()
+            hosts = variable_manager._inventory.get_hosts("all")
+            if not hosts:
+                return None
+            variables = variable_manager.get_vars(play=play, host=hosts[0], include_hostvars=False)
+            release = variables.get("emp_release")
+            if isinstance(release, str) and "{{" in release:
+                release = Templar(loader=play.get_loader(), variables=variables).template(release)
+            return to_text(release) if release is not None else None
+        except Exception:  # pylint: disable=broad-exception-caught  # a missing label must never break the run
+            return None
 
     def _end_phase(self) -> None:
         phase = self._phase
