@@ -17,7 +17,8 @@ redis.register_function('findMatchingJob', function(keys, args) return nil end)
 """
 
 
-def probe(tmp_path, args: dict, *, check: bool = False, name: str = "probe") -> tuple[dict, object]:
+def probe(tmp_path, args: dict, *, check: bool = False, name: str = "probe", extra_vars: dict | None = None,
+          cli_args: list | None = None) -> tuple[dict, object]:
     """Runs the module once in a real playbook; returns its registered result and the process."""
     out = tmp_path / f"{name}.json"
     playbook = write_playbook(tmp_path, f"""
@@ -32,7 +33,7 @@ def probe(tmp_path, args: dict, *, check: bool = False, name: str = "probe") -> 
     mode: "0600"
   check_mode: false
 """, name=f"{name}.yml")
-    proc = run_playbook(playbook, check=check)
+    proc = run_playbook(playbook, check=check, extra_vars=extra_vars, args=cli_args)
     assert out.exists(), proc.stdout + proc.stderr
     return json.loads(out.read_text()), proc
 
@@ -180,25 +181,11 @@ def test_password_auth_and_wrong_password_is_not_leaked(tmp_path, redis_factory)
     ok, proc = probe(tmp_path, {"port": server.port, "password": password}, name="ok")
     assert proc.returncode == 0, proc.stdout
     wrong_password = "wrong-Pa55-never-shown"
-    out = tmp_path / "wrong.json"
-    playbook = write_playbook(tmp_path, f"""
-- name: Probe Redis with the wrong password
-  emp.deploy.redis_health:
-    port: {server.port}
-    password: "{{{{ wrong_password }}}}"
-  register: probe_result
-  ignore_errors: true
-- name: Save the result
-  ansible.builtin.copy:
-    content: "{{{{ probe_result | to_json }}}}"
-    dest: "{out}"
-    mode: "0600"
-""", name="wrong.yml")
-    proc = run_playbook(playbook, extra_vars={"wrong_password": wrong_password}, args=["-vvv"])
-    result = json.loads(out.read_text())
+    result, proc = probe(tmp_path, {"port": server.port, "password": "{{ wrong_password }}"}, name="wrong",
+                         extra_vars={"wrong_password": wrong_password}, cli_args=["-vvv"])
     assert result["failed"] is True and result["reachable"] is False
     assert result["msg"].startswith(f"authentication to Redis at 127.0.0.1:{server.port} failed for user 'default'")
-    output = proc.stdout + proc.stderr + out.read_text()
+    output = proc.stdout + proc.stderr + json.dumps(result)
     assert wrong_password not in output
     assert password not in output
 
