@@ -1,0 +1,152 @@
+# Copyright: Contributors to the emp.deploy collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The run record contract: the gate record, the journal's record types and the summary.
+
+One definition, used by the gate action (which builds ``emp_gate``), the go_no_go callback (which
+writes ``journal.jsonl`` and ``summary.json``) and every reader (reports, history, AWX). The
+formats are described for users in docs/records.md; a change that a reader could notice bumps
+SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+# Written into every journal line and into summary.json. Readers refuse a major version they do
+# not know instead of guessing.
+SCHEMA_VERSION = 1
+
+# --- decisions and modes ----------------------------------------------------------------------------
+
+GO = "GO"
+NO_GO = "NO-GO"
+# A run (or phase) in which no gate ran: neither a GO nor a NO-GO, and shown as such.
+NO_GATE = "no gate"
+# A run cut short by a signal before it could decide.
+INTERRUPTED = "interrupted"
+RUN_DECISIONS = (GO, NO_GO, NO_GATE, INTERRUPTED)
+
+ENFORCE = "enforce"
+WARN = "warn"
+OBSERVE = "observe"
+MODES = (ENFORCE, WARN, OBSERVE)
+
+# --- journal record types (the "type" of each journal.jsonl line) -----------------------------------
+
+RUN_START = "run_start"
+PHASE_START = "phase_start"
+PHASE_END = "phase_end"
+GATE = "gate"
+STEP_FAILED = "step_failed"
+RELEASE = "release"
+ROLLBACK_START = "rollback_start"
+ROLLBACK_PLAY_START = "rollback_play_start"
+ROLLBACK_PLAY_END = "rollback_play_end"
+ROLLBACK_GATE = "rollback_gate"
+ROLLBACK_STEP_FAILED = "rollback_step_failed"
+ROLLBACK_END = "rollback_end"
+ROLLBACK_PLANNED = "rollback_planned"
+ROLLBACK_SKIPPED = "rollback_skipped"
+RUN_INTERRUPTED = "run_interrupted"
+RECORDER_FAILED = "recorder_failed"
+RUN_END = "run_end"
+JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, ROLLBACK_START,
+                 ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
+                 ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END)
+
+# How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
+RUNNER_IN_PROCESS = "in_process"
+RUNNER_SUBPROCESS = "subprocess"
+
+# --- keys of task results that carry records ---------------------------------------------------------
+
+# The gate action returns its record under this key.
+GATE_RESULT_KEY = "emp_gate"
+# A release step (emp.deploy.release) returns what it switched under this key, so the callback
+# knows which components this run really changed (rollback_scope=run rolls back only those).
+RELEASE_RESULT_KEY = "emp_release_step"
+
+# Environment variable that carries the run id to every task of the run (the callback sets it
+# when the run starts; roles read it with the env lookup) and to a rollback child process.
+RUN_ID_ENV = "EMP_DEPLOY_RUN_ID"
+# A run id is one path segment: it names the run's report folder.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def valid_run_id(value: str) -> bool:
+    """True for a run id that is safe as one folder name (no separators, no '..', no leading dot)."""
+    return bool(RUN_ID_PATTERN.match(value)) and ".." not in value
+
+
+# --- the records --------------------------------------------------------------------------------------
+
+
+class GateCounts(t.TypedDict):
+    planned: int
+    taken: int
+    passed: int
+    failed: int
+    errors: int
+    no_data: int
+
+
+class GateLimits(t.TypedDict):
+    failure_limit: int
+    consecutive_error_limit: int
+    on_no_data: str
+
+
+class GateRecord(t.TypedDict, total=False):
+    """``emp_gate``: what one gate decided and the evidence behind it."""
+
+    id: str
+    name: str
+    phase: str | None
+    component: str | None
+    checklist_ref: str | None
+    mode: str  # one of MODES
+    enforced: bool
+    decision: str  # GO or NO_GO
+    reason: str
+    host: str
+    source: str  # "probe" or "evidence"
+    probe_module: str | None
+    criteria: list[dict[str, t.Any]]
+    samples: list[dict[str, t.Any]]
+    counts: GateCounts
+    limits: GateLimits
+    interval_s: float
+    stopped_early: bool
+    started: str
+    ended: str
+    duration_s: float
+    # set by the gate when the task has no_log: figures and values were withheld from every output
+    redacted: bool
+    # set by the callback
+    ignored: bool
+    delegated_to: str | None
+
+
+# The gate fields that the summary (and the GO/NO-GO table) keep of each gate.
+GATE_SUMMARY_KEYS = ("id", "name", "phase", "component", "checklist_ref", "mode", "enforced", "decision",
+                     "reason", "host", "delegated_to", "started", "ended", "duration_s", "counts", "ignored",
+                     "redacted")
+
+
+class ReleaseStep(t.TypedDict, total=False):
+    """``emp_release_step``: one component's release switch on one host."""
+
+    component: str
+    version: str
+    previous: str | None
+    changed: bool
+    run_id: str
+    host: str
+
+
+def is_enforced_nogo(gate: t.Mapping[str, t.Any]) -> bool:
+    """A NO-GO that stops the run and rolls back: enforced, and not under ignore_errors."""
+    return gate.get("decision") == NO_GO and gate.get("mode") == ENFORCE and not gate.get("ignored")
