@@ -9,6 +9,7 @@ The documentation lives in plugins/modules/gate.py, as for ansible.builtin.asser
 
 from __future__ import annotations
 
+import functools
 import time
 import typing as t
 import uuid
@@ -26,33 +27,49 @@ except ImportError:
     get_action_args_with_defaults = None
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import fragment_loader
 from ansible.utils.display import Display
+from ansible.utils.plugin_docs import get_docstring
 
 from ansible_collections.emp.deploy.plugins.plugin_utils._gate import (
     BASELINE_VARIABLE,
     ERROR,
     FAILED,
-    GO,
-    MODES,
     NO_DATA,
     ON_NO_DATA,
     PASSED,
     SAMPLE_VARIABLE,
+    WITHHELD,
     Criterion,
     CriterionError,
     CriterionOutcome,
     Limits,
     Tally,
     build_reason,
+    change_reason,
     classify_result,
     decide,
+    declares_read_only,
+    describe_type,
     final_decision,
     first_line,
     is_task_result,
     parse_criterion,
+    plain_type_names,
     plan_schedule,
+    probe_check_mode,
+    probe_invocation,
     probe_verdict,
     resolve_path,
+)
+from ansible_collections.emp.deploy.plugins.plugin_utils._records import (
+    ENFORCE,
+    GATE_RESULT_KEY,
+    GO,
+    MODES,
+    NO_GO,
+    WARN,
+    GateRecord,
 )
 
 display = Display()
@@ -66,7 +83,7 @@ def _criteria_type(value: t.Any) -> list:
         return [value]
     if isinstance(value, (list, tuple)):
         return list(value)
-    raise TypeError(f"criteria must be a conditional or a list of conditionals, not {type(value).__name__}")
+    raise TypeError(f"criteria must be a conditional or a list of conditionals, not {describe_type(value)}")
 
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
@@ -74,7 +91,8 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     phase=dict(type="str"),
     component=dict(type="str", required=True),
     checklist_ref=dict(type="str"),
-    criteria=dict(type=_criteria_type, required=True),
+    # checked by _criteria_type after validation, so its message is the gate's own
+    criteria=dict(type="raw", required=True),
     probe=dict(type="dict", options=dict(
         module=dict(type="str", required=True),
         args=dict(type="dict", default={}),
@@ -87,12 +105,23 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     failure_limit=dict(type="int", default=0),
     consecutive_error_limit=dict(type="int", default=3),
     on_no_data=dict(type="str", default="fail", choices=list(ON_NO_DATA)),
-    mode=dict(type="str", default="enforce", choices=list(MODES)),
+    mode=dict(type="str", default=ENFORCE, choices=list(MODES)),
 )
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=64)
+def _module_doc(path: str, collection: str) -> dict[str, t.Any] | None:
+    """A module's DOCUMENTATION with its fragments, read once per module in the process that runs the
+    gate (all samples of a gate task, and every gate task that process runs); None when unreadable."""
+    try:
+        doc = get_docstring(path, fragment_loader, collection_name=collection or None, is_module=True)[0]
+    except Exception:  # a module whose documentation cannot be read is not declared read-only
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 class ActionModule(ActionBase):
@@ -127,8 +156,10 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("emp.deploy.gate takes exactly one of probe and evidence, got both")
         if "probe" not in raw_args and "evidence" not in raw_args:
             raise AnsibleActionFail("emp.deploy.gate needs either probe ({module, args}) or evidence")
+        if "probe" in raw_args and not isinstance(raw_args["probe"], t.Mapping):
+            raise AnsibleActionFail(f"probe must be a mapping ({{module, args}}), not {describe_type(raw_args['probe'])}")
 
-        dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self._validated_args()
         criteria = self._parse_criteria(self._raw_criteria(args["criteria"]))
         limits = Limits(failure_limit=args["failure_limit"], consecutive_error_limit=args["consecutive_error_limit"],
                         on_no_data=args["on_no_data"])
@@ -146,8 +177,7 @@ class ActionModule(ActionBase):
             except ValueError as exc:
                 raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: {exc}") from exc
             planned, interval = schedule.samples, schedule.interval
-            resolved = self._check_probe_module(args["probe"]["module"])
-            args["probe"] = dict(args["probe"], args=self._with_module_defaults(resolved, args["probe"]["args"] or {}))
+            args["probe"] = self._plan_probe(args["probe"])
 
         gate = _GateRun(self, args, criteria, limits, task_vars, planned, interval)
         if with_evidence:
@@ -158,17 +188,28 @@ class ActionModule(ActionBase):
 
     # --- validation before any sampling ---------------------------------------------------------
 
-    def _raw_criteria(self, validated: list) -> list:
-        """ansible-core 2.18 templated task args already; take `criteria` as written, as assert does."""
-        if hasattr(self._templar, "evaluate_conditional"):
-            return validated
+    def _validated_args(self) -> dict[str, t.Any]:
+        """The options checked against ARGUMENT_SPEC; messages name types in plain words."""
         try:
-            raw = self._task.untemplated_args["criteria"]
-        except (AttributeError, KeyError):
-            return validated
-        if isinstance(raw, str):
-            raw = self._templar.template(raw)
-        return _criteria_type(raw)
+            dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        except AnsibleActionFail as exc:
+            raise AnsibleActionFail(plain_type_names(to_text(exc.message))) from None
+        return args
+
+    def _raw_criteria(self, validated: t.Any) -> list:
+        """ansible-core 2.18 templated task args already; take `criteria` as written, as assert does."""
+        raw = validated
+        if not hasattr(self._templar, "evaluate_conditional"):
+            try:
+                raw = self._task.untemplated_args["criteria"]
+            except (AttributeError, KeyError):
+                raw = validated
+            if isinstance(raw, str):
+                raw = self._templar.template(raw)
+        try:
+            return _criteria_type(raw)
+        except TypeError as exc:
+            raise AnsibleActionFail(str(exc)) from None
 
     def _parse_criteria(self, raw: list) -> list[Criterion]:
         if not raw:
@@ -181,16 +222,28 @@ class ActionModule(ActionBase):
                 raise AnsibleActionFail(str(exc)) from exc
         return parsed
 
-    def _check_probe_module(self, name: str) -> str:
-        """The probe module's resolved FQCN; fails before any sampling when it is unusable."""
+    def _plan_probe(self, probe: dict[str, t.Any]) -> dict[str, t.Any]:
+        """The probe as it will be sampled: resolved module, args over module_defaults, the module
+        to execute, and whether the samples run in check mode. Fails before any sampling."""
+        name = probe["module"]
         context = self._shared_loader_obj.module_loader.find_plugin_with_context(
             name, collection_list=self._task.collections)
         if not context.resolved:
             raise AnsibleActionFail(f"unknown probe module {name!r}: no module of that name is installed "
                                     f"(use its FQCN, e.g. emp.deploy.redis_health)")
-        if context.resolved_fqcn in _GATE_NAMES or name in _GATE_NAMES:
+        resolved = context.resolved_fqcn
+        if resolved in _GATE_NAMES or name in _GATE_NAMES:
             raise AnsibleActionFail("a gate cannot use emp.deploy.gate as its probe")
-        return context.resolved_fqcn
+        try:
+            execute, module_args = probe_invocation(resolved, self._with_module_defaults(resolved, probe["args"] or {}))
+        except ValueError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        if execute == resolved:
+            execute = name  # as written, so a library/ module of the same short name still wins where it would
+        read_only = declares_read_only(_module_doc(context.plugin_resolved_path, context.plugin_resolved_collection or ""))
+        check_mode = probe_check_mode(probe.get("check_mode"), read_only, bool(self._task.check_mode))
+        return dict(probe, args=module_args, execute=execute, resolved=resolved, read_only=read_only,
+                    run_check_mode=check_mode)
 
     def _with_module_defaults(self, resolved_module: str, probe_args: dict[str, t.Any]) -> dict[str, t.Any]:
         """The probe's args over the play's module_defaults for it (group/emp.deploy.probes too),
@@ -217,11 +270,10 @@ class ActionModule(ActionBase):
         return bool(conditional.evaluate_conditional(templar=templar, all_vars=variables))
 
     def execute_probe(self, module: str, module_args: dict[str, t.Any], task_vars: dict[str, t.Any],
-                      check_mode: bool | None) -> dict[str, t.Any]:
+                      check_mode: bool) -> dict[str, t.Any]:
         """Runs the probe through Ansible's normal module execution (remote hosts, any module)."""
         saved = self._task.check_mode
-        if check_mode is not None:
-            self._task.check_mode = check_mode
+        self._task.check_mode = check_mode
         try:
             return self._execute_module(module_name=module, module_args=dict(module_args), task_vars=task_vars)
         finally:
@@ -261,6 +313,8 @@ class _GateRun:
         self.started = _now()
         self.started_mono = time.monotonic()
         self.host = to_text(task_vars.get("inventory_hostname", ""))
+        # no_log: what the gate measured (figures, the probe's words) appears in no output and no record
+        self.redacted = bool(action._task.no_log)
 
     @property
     def label(self) -> str:
@@ -280,10 +334,11 @@ class _GateRun:
         self._record_measured(evidence, started)
 
     def run_probe(self, probe: dict[str, t.Any]) -> None:
-        module, module_args = probe["module"], probe["args"] or {}
+        module, module_args, check_mode = probe["module"], probe["args"], probe["run_check_mode"]
         n = self.tally.planned
         self.action.show(f"{self.label}: sampling {module} {n} time{'s' if n != 1 else ''}"
                          + (f" every {self.interval:g} s" if n > 1 else "")
+                         + (" in check mode" if check_mode else "")
                          + f" (failure_limit {self.limits.failure_limit}, "
                          f"consecutive_error_limit {self.limits.consecutive_error_limit})")
         try:
@@ -295,16 +350,20 @@ class _GateRun:
                         time.sleep(delay)
                 started = time.monotonic()
                 try:
-                    sample = self.action.execute_probe(module, module_args, self.task_vars, probe.get("check_mode"))
+                    sample = self.action.execute_probe(probe["execute"], module_args, self.task_vars, check_mode)
                 except AnsibleConnectionFailure as exc:
                     sample = {"unreachable": True, "msg": to_text(exc)}
                 except AnsibleError as exc:
                     sample = {"failed": True, "msg": to_text(exc)}
                 kind, why = classify_result(sample)
+                if not kind:
+                    # a gate observes; a probe that changed (or would change) the target measured nothing
+                    why = change_reason(probe["resolved"], sample, check_mode, self.redacted)
+                    kind = ERROR if why else None
                 if kind:
-                    self._record(sample, kind, why, started)
+                    self._record(sample, kind, why, started, check_mode=check_mode)
                 else:
-                    self._record_measured(sample, started)
+                    self._record_measured(sample, started, check_mode=check_mode)
                 self.decision = decide(self.tally, self.limits)
                 if self.decision is not None:
                     self.stopped_early = self.tally.remaining > 0
@@ -315,7 +374,7 @@ class _GateRun:
     def _variables(self, sample: t.Any) -> ChainMap:
         return ChainMap({SAMPLE_VARIABLE: sample, BASELINE_VARIABLE: self.baseline}, self.task_vars)
 
-    def _record_measured(self, sample: t.Any, started: float) -> None:
+    def _record_measured(self, sample: t.Any, started: float, check_mode: bool | None = None) -> None:
         if self.baseline is None:
             self.baseline = sample
         variables = self._variables(sample)
@@ -330,7 +389,9 @@ class _GateRun:
                 error = None
             except Exception as exc:  # a criterion that cannot evaluate on this sample fails it
                 held, error = False, first_line(to_text(exc))
-            checks.append({"criterion": outcome.criterion.text, "held": held, **({"error": error} if error else {})})
+            shown_error = WITHHELD if error and self.redacted else error
+            checks.append({"criterion": outcome.criterion.text, "held": held,
+                           **({"error": shown_error} if shown_error else {})})
             if held:
                 outcome.held += 1
             else:
@@ -345,25 +406,31 @@ class _GateRun:
         if verdict:
             self.unhealthy.append(verdict)
         ok = all_held and not verdict
-        self._record(sample, PASSED if ok else FAILED, verdict, started, figures=figures, checks=checks)
+        self._record(sample, PASSED if ok else FAILED, verdict, started, figures=figures, checks=checks,
+                     check_mode=check_mode)
 
     def _record(self, sample: t.Any, kind: str, why: str | None, started: float,
-                figures: dict[str, t.Any] | None = None, checks: list[dict[str, t.Any]] | None = None) -> None:
+                figures: dict[str, t.Any] | None = None, checks: list[dict[str, t.Any]] | None = None,
+                check_mode: bool | None = None) -> None:
         self.tally.add(kind, why)
         if kind == NO_DATA:
             self.tally.last_error = why
+        shown_why = WITHHELD if why and self.redacted else why
         entry: dict[str, t.Any] = {
             "index": self.tally.taken,
             "time": _now(),
             "ok": kind == PASSED,
             "outcome": kind,
-            "error": why if kind in (ERROR, NO_DATA) else None,
-            "figures": figures or {},
+            "error": shown_why if kind in (ERROR, NO_DATA) else None,
+            # the figures the criteria read, withheld under no_log
+            "figures": {} if self.redacted else (figures or {}),
             "criteria": checks or [],
             "duration_ms": round((time.monotonic() - started) * 1000.0, 1),
         }
+        if check_mode is not None:
+            entry["check_mode"] = check_mode
         if kind == FAILED and why:
-            entry["problem"] = why
+            entry["problem"] = shown_why
         self.samples.append(entry)
         self.action.show(self._progress_line(entry))
 
@@ -388,23 +455,23 @@ class _GateRun:
         if self.decision is None:
             self.decision = final_decision(self.tally, self.limits)
         reason = build_reason(self.decision, self.tally, self.limits, self.outcomes, self.unhealthy,
-                              self.with_evidence, self.stopped_early)
+                              self.with_evidence, self.stopped_early, self.redacted)
         mode = self.args["mode"]
         ended = _now()
-        gate = {
+        gate: GateRecord = {
             "id": uuid.uuid4().hex,
             "name": self.args["name"],
             "phase": self.args["phase"],
             "component": self.args["component"],
             "checklist_ref": self.args["checklist_ref"],
             "mode": mode,
-            "enforced": mode == "enforce",
+            "enforced": mode == ENFORCE,
             "decision": self.decision,
             "reason": reason,
             "host": self.host,
             "source": "evidence" if self.with_evidence else "probe",
             "probe_module": None if self.with_evidence else self.args["probe"]["module"],
-            "criteria": [outcome.as_dict() for outcome in self.outcomes],
+            "criteria": [outcome.as_dict(self.redacted) for outcome in self.outcomes],
             "samples": self.samples,
             "counts": {"planned": self.tally.planned, "taken": self.tally.taken, "passed": self.tally.passed,
                        "failed": self.tally.failed, "errors": self.tally.errors, "no_data": self.tally.no_data},
@@ -416,19 +483,23 @@ class _GateRun:
             "started": self.started,
             "ended": ended,
             "duration_s": round(time.monotonic() - self.started_mono, 3),
+            "redacted": self.redacted,
         }
-        result.update(changed=False, emp_gate=gate)
+        result.update({"changed": False, GATE_RESULT_KEY: gate})
         headline = f"{self.label}: {self.decision} ({mode}) - {reason}"
         if self.decision == GO:
-            result["msg"] = f"GO: {reason}"
+            result["msg"] = f"{GO}: {reason}"
             self.action.show(headline)
-        elif mode == "enforce":
+        elif mode == ENFORCE:
             result["failed"] = True
-            result["msg"] = f"NO-GO: {reason}"
-        elif mode == "warn":
-            result["msg"] = f"NO-GO (warn, not enforced): {reason}"
+            result["msg"] = f"{NO_GO}: {reason}"
+            if self.redacted:
+                # Ansible hides the failed task's message under no_log; this line says which gate, without values
+                self.action.show(headline)
+        elif mode == WARN:
+            result["msg"] = f"{NO_GO} (warn, not enforced): {reason}"
             self.action.show(headline, warning=True)
         else:
-            result["msg"] = f"observe: would have decided NO-GO: {reason}"
-            self.action.show(f"{self.label}: observe mode, would have decided NO-GO - {reason}")
+            result["msg"] = f"observe: would have decided {NO_GO}: {reason}"
+            self.action.show(f"{self.label}: observe mode, would have decided {NO_GO} - {reason}")
         return result

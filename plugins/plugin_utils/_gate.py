@@ -4,24 +4,27 @@
 
 """GO/NO-GO decision rules of emp.deploy.gate, free of any Ansible runtime so they unit-test alone.
 
-Sample accounting (DESIGN.md): a probe that failed without returning measurements is an *error*
-(counts towards consecutive_error_limit); a sample that measured but whose criteria do not hold,
-or whose probe says healthy: false, is a *failure* (counts towards failure_limit). A skipped probe
-(check mode, a module without check mode support) or empty evidence is *no data*.
+Sample accounting (documented in plugins/modules/gate.py): a probe that failed without returning
+measurements is an *error* (counts towards consecutive_error_limit), and so is a sample whose probe
+reported changed: a gate observes, it never repairs. A sample that measured but whose criteria do not
+hold, or whose probe says healthy: false, is a *failure* (counts towards failure_limit). A skipped
+probe (check mode, a module without check mode support) or empty evidence is *no data*.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import typing as t
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 
 from jinja2 import Environment, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
-GO = "GO"
-NO_GO = "NO-GO"
-MODES = ("enforce", "warn", "observe")
+# The decisions and modes are the run record's (re-exported here for code that imports them from the gate).
+from ansible_collections.emp.deploy.plugins.plugin_utils._records import ENFORCE, GO, MODES, NO_GO
+
 ON_NO_DATA = ("fail", "pass")
 
 PASSED = "passed"
@@ -43,6 +46,133 @@ _NOT_MEASUREMENTS = frozenset((
 ))
 
 _PARSER = Environment()
+
+# What the gate shows instead of a value it measured when the task has no_log.
+WITHHELD = "withheld (no_log)"
+
+# --- the probe must not change the target ---------------------------------------------------------
+
+# The attribute a module's DOCUMENTATION sets (support: full), beside check_mode support: full, to
+# declare that it never changes its target, so the gate may run it outside check mode.
+READ_ONLY_ATTRIBUTE = "read_only"
+
+# Modules that report changed on every run because they cannot know what the command did. A gate
+# runs them outside check mode only when probe.check_mode is false (the user vouches that the
+# command is read-only), and then their changed flag says nothing about the target.
+_CHANGE_UNKNOWN = frozenset(("command", "shell", "raw", "script"))
+_BUILTIN_PREFIXES = ("ansible.builtin.", "ansible.legacy.")
+
+
+def builtin_name(module: str) -> str | None:
+    """'command' for ansible.builtin.command or ansible.legacy.command, else None."""
+    for prefix in _BUILTIN_PREFIXES:
+        if module.startswith(prefix):
+            return module[len(prefix):]
+    return None
+
+
+def declares_read_only(doc: t.Mapping[str, t.Any] | None) -> bool:
+    """Whether a module's documentation says it never changes its target (see READ_ONLY_ATTRIBUTE)."""
+    attributes = (doc or {}).get("attributes") or {}
+    if not isinstance(attributes, t.Mapping):
+        return False
+
+    def full(name: str) -> bool:
+        entry = attributes.get(name)
+        return isinstance(entry, t.Mapping) and entry.get("support") == "full"
+
+    return full("check_mode") and full(READ_ONLY_ATTRIBUTE)
+
+
+def probe_check_mode(explicit: bool | None, read_only: bool, run_check_mode: bool) -> bool:
+    """Whether one sample runs in check mode: probe.check_mode when given, else the run's mode for a
+    probe documented as read-only, else check mode (so a probe that could change the target does not)."""
+    if explicit is not None:
+        return explicit
+    return run_check_mode if read_only else True
+
+
+def change_reason(module: str, sample: t.Mapping[str, t.Any], check_mode: bool, redacted: bool = False) -> str | None:
+    """Why a sample that reports changed is an error sample, or None when it changed nothing."""
+    if not sample.get("changed"):
+        return None
+    if not check_mode and builtin_name(module) in _CHANGE_UNKNOWN:
+        return None
+    detail = WITHHELD if redacted else _change_detail(sample)
+    if check_mode:
+        return f"the probe would change the target (nothing was changed, it ran in check mode): {module} {detail}"
+    return f"the probe changed the target: {module} {detail}"
+
+
+def _change_detail(sample: t.Mapping[str, t.Any]) -> str:
+    """The probe's own words for what it changed: its actions, its message, or its diff's subject."""
+    actions = sample.get("actions")
+    if isinstance(actions, list) and actions:
+        return first_line("; ".join(str(action) for action in actions))
+    if sample.get("msg"):
+        return first_line(sample["msg"])
+    return "reported changed: true"
+
+
+def probe_invocation(module: str, args: t.Mapping[str, t.Any]) -> tuple[str, dict[str, t.Any]]:
+    """The module to execute and its args, as the command and shell actions would pass them.
+
+    `cmd` becomes the free-form command (ansible-core 2.18 does that when it loads a task, and its
+    command module has no `cmd` option), and shell is the command module with `_uses_shell`, as the
+    shell action runs it. Raises ValueError for args those actions refuse too.
+    """
+    fixed = dict(args)
+    builtin = builtin_name(module)
+    if builtin not in ("command", "shell"):
+        return module, fixed
+    if "cmd" in fixed:
+        if fixed.get("_raw_params"):
+            raise ValueError(f"{module}: give the command either as cmd or as _raw_params, not both")
+        fixed["_raw_params"] = fixed.pop("cmd")
+    if builtin == "shell":
+        fixed["_uses_shell"] = True
+        return "ansible.legacy.command", fixed
+    return module, fixed
+
+
+# --- plain words for types in messages ------------------------------------------------------------
+
+_TYPE_WORDS = (("Bool", "a boolean"), ("Int", "a number"), ("Float", "a number"), ("Dict", "a mapping"),
+               ("Mapping", "a mapping"), ("List", "a list"), ("Sequence", "a list"), ("Tuple", "a list"),
+               ("Set", "a list"), ("Str", "a string"), ("Text", "a string"), ("Unicode", "a string"),
+               ("Bytes", "a string"), ("Date", "a date"), ("Time", "a time"))
+_INTERNAL_CLASS = re.compile(r"<class '(?:[\w.]+\.)?(_?Ansible\w+)'>|\b(_?Ansible(?:Tagged|Unsafe|Vault)\w*|AnsibleUnicode|"
+                             r"AnsibleMapping|AnsibleSequence)\b")
+
+
+def describe_type(value: t.Any) -> str:
+    """'a number', 'a mapping', ... for a value, never the name of an internal class."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (str, bytes)):
+        return "a string"
+    if isinstance(value, t.Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return "a value of an unsupported type"
+
+
+def plain_type_names(message: str) -> str:
+    """A validation message with Ansible's internal types (_AnsibleTaggedInt, AnsibleUnsafeText...) in plain words."""
+
+    def word(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        for part, plain in _TYPE_WORDS:
+            if part in name:
+                return plain
+        return "a value"
+
+    return _INTERNAL_CLASS.sub(word, message)
 
 
 class CriterionError(ValueError):
@@ -67,7 +197,7 @@ def parse_criterion(expression: t.Any) -> Criterion:
         return Criterion(expression, ())
     if not isinstance(expression, str) or not expression.strip():
         raise CriterionError(f"criterion {expression!r} must be a non-empty string (a conditional, as in "
-                             f"ansible.builtin.assert) or a boolean, not {type(expression).__name__}")
+                             f"ansible.builtin.assert) or a boolean, not {describe_type(expression)}")
     source = expression if "{{" in expression or "{%" in expression else "{{ (" + expression + ") }}"
     try:
         tree = _PARSER.parse(source)
@@ -306,7 +436,7 @@ class CriterionOutcome:
     failing_figures: list[dict[str, t.Any]] = field(default_factory=list)
     last_error: str | None = None
 
-    def as_dict(self) -> dict[str, t.Any]:
+    def as_dict(self, redacted: bool = False) -> dict[str, t.Any]:
         evaluated = self.held + self.failed + self.errors
         if not evaluated:
             outcome = "not evaluated"
@@ -317,7 +447,7 @@ class CriterionOutcome:
         data: dict[str, t.Any] = {"criterion": self.criterion.text, "outcome": outcome, "held": self.held,
                                   "failed": self.failed, "errors": self.errors, "evaluated": evaluated}
         if self.last_error:
-            data["error"] = self.last_error
+            data["error"] = WITHHELD if redacted else self.last_error
         return data
 
 
@@ -330,10 +460,13 @@ def format_figure(value: t.Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def describe_failures(outcome: CriterionOutcome, measured: int) -> str:
-    """'result.latency_ms.p95 < 200 did not hold in 3 of 5 samples (result.latency_ms.p95 was 312, 290, 305)'."""
+def describe_failures(outcome: CriterionOutcome, measured: int, redacted: bool = False) -> str:
+    """'result.latency_ms.p95 < 200 did not hold in 3 of 5 samples (result.latency_ms.p95 was 312, 290, 305)';
+    without the figures and errors when redacted."""
     count = outcome.failed + outcome.errors
     sentence = f"{outcome.criterion.text} did not hold in {count} of {measured} measured sample{'s' if measured != 1 else ''}"
+    if redacted:
+        return sentence
     figures: list[str] = []
     for path in outcome.criterion.paths:
         values = [format_figure(sample.get(path)) for sample in outcome.failing_figures if path in sample]
@@ -348,8 +481,10 @@ def describe_failures(outcome: CriterionOutcome, measured: int) -> str:
 
 
 def build_reason(decision: str, tally: Tally, limits: Limits, outcomes: list[CriterionOutcome],
-                 unhealthy: list[str], evidence: bool, stopped_early: bool) -> str:
-    """The sentence a person can act on, with figures."""
+                 unhealthy: list[str], evidence: bool, stopped_early: bool, redacted: bool = False) -> str:
+    """The sentence a person can act on, with figures; with none of them, nor the probe's words, when redacted."""
+    if redacted:
+        tally = dataclass_replace(tally, last_error=WITHHELD if tally.last_error else None)
     measured = tally.passed + tally.failed
     what = "the evidence" if evidence else "the probe"
     parts: list[str] = []
@@ -363,13 +498,14 @@ def build_reason(decision: str, tally: Tally, limits: Limits, outcomes: list[Cri
                      f"evaluate ({tally.last_error or 'skipped'}); on_no_data is {limits.on_no_data}")
     if unhealthy:
         # the probe's own sentence says most: lead with it
-        parts.append(f"{unhealthy[0]} (the probe reported unhealthy in {len(unhealthy)} of {measured} measured sample"
+        lead = "its problems are " + WITHHELD if redacted else unhealthy[0]
+        parts.append(f"{lead} (the probe reported unhealthy in {len(unhealthy)} of {measured} measured sample"
                      f"{'s' if measured != 1 else ''})")
     failing = sorted((o for o in outcomes if o.failed or o.errors), key=lambda o: -(o.failed + o.errors))
     for outcome in failing:
         if unhealthy and outcome.criterion.paths == (f"{SAMPLE_VARIABLE}.healthy",) and not outcome.errors:
             continue  # "result.healthy did not hold" only repeats the probe's verdict
-        parts.append(describe_failures(outcome, measured))
+        parts.append(describe_failures(outcome, measured, redacted))
     if decision == GO:
         criteria = f"{len(outcomes)} criteri{'a' if len(outcomes) != 1 else 'on'}"
         held = f"all {criteria} held in {tally.passed} of {tally.taken} sample{'s' if tally.taken != 1 else ''}"
