@@ -241,7 +241,7 @@ class ActionModule(ActionBase):
         if execute == resolved:
             execute = name  # as written, so a library/ module of the same short name still wins where it would
         read_only = declares_read_only(_module_doc(context.plugin_resolved_path, context.plugin_resolved_collection or ""))
-        check_mode = probe_check_mode(probe.get("check_mode"), read_only, bool(self._task.check_mode))
+        check_mode = probe_check_mode(probe.get("check_mode"), read_only, self.run_check_mode)
         return dict(probe, args=module_args, execute=execute, resolved=resolved, read_only=read_only,
                     run_check_mode=check_mode)
 
@@ -255,6 +255,11 @@ class ActionModule(ActionBase):
             action_groups=self._task._parent._play._action_groups)
 
     # --- helpers used by _GateRun ----------------------------------------------------------------
+
+    @property
+    def run_check_mode(self) -> bool:
+        """Whether the gate task itself runs in check mode (--check or the check_mode keyword)."""
+        return bool(self._task.check_mode)
 
     def evaluate(self, criterion: Criterion, variables: t.Mapping[str, t.Any]) -> bool:
         """One conditional over the sample, with assert's semantics on either templating engine."""
@@ -308,6 +313,7 @@ class _GateRun:
         self.unhealthy: list[str] = []
         self.baseline: t.Any = None
         self.with_evidence = False
+        self.probe: dict[str, t.Any] = {}
         self.stopped_early = False
         self.decision: str | None = None
         self.started = _now()
@@ -334,6 +340,7 @@ class _GateRun:
         self._record_measured(evidence, started)
 
     def run_probe(self, probe: dict[str, t.Any]) -> None:
+        self.probe = probe
         module, module_args, check_mode = probe["module"], probe["args"], probe["run_check_mode"]
         n = self.tally.planned
         self.action.show(f"{self.label}: sampling {module} {n} time{'s' if n != 1 else ''}"
@@ -360,6 +367,8 @@ class _GateRun:
                     # a gate observes; a probe that changed (or would change) the target measured nothing
                     why = change_reason(probe["resolved"], sample, check_mode, self.redacted)
                     kind = ERROR if why else None
+                    if why and not check_mode:
+                        self.tally.target_changed = why
                 if kind:
                     self._record(sample, kind, why, started, check_mode=check_mode)
                 else:
@@ -451,11 +460,21 @@ class _GateRun:
             tail += f"  [{self.tally.failed} failed, {self.tally.errors} errors]"
         return head + status + tail
 
+    def _check_mode_hint(self) -> str:
+        """Why a probe that only skipped ran in check mode at all, and what to do about it."""
+        probe = self.probe
+        forced = (probe and probe["run_check_mode"] and probe.get("check_mode") is None and not probe["read_only"]
+                  and not self.action.run_check_mode)
+        if not forced or not self.tally.no_data or self.tally.passed + self.tally.failed:
+            return ""
+        return (f"; {probe['module']} ran in check mode because its documentation does not declare it read-only "
+                f"(set probe.check_mode: false for a probe that changes nothing)")
+
     def finish(self, result: dict[str, t.Any]) -> dict[str, t.Any]:
         if self.decision is None:
             self.decision = final_decision(self.tally, self.limits)
         reason = build_reason(self.decision, self.tally, self.limits, self.outcomes, self.unhealthy,
-                              self.with_evidence, self.stopped_early, self.redacted)
+                              self.with_evidence, self.stopped_early, self.redacted) + self._check_mode_hint()
         mode = self.args["mode"]
         ended = _now()
         gate: GateRecord = {

@@ -374,6 +374,8 @@ class Tally:
     consecutive_errors: int = 0
     last_error: str | None = None
     outcomes: list[str] = field(default_factory=list)
+    # why the first sample that changed the target (outside check mode) did: the gate stops there, NO-GO
+    target_changed: str | None = None
 
     @property
     def taken(self) -> int:
@@ -402,7 +404,8 @@ class Tally:
 
 def decide(tally: Tally, limits: Limits) -> str | None:
     """The decision once it can no longer change, else None (keep sampling)."""
-    if tally.failed > limits.failure_limit or tally.consecutive_errors > limits.consecutive_error_limit:
+    if tally.target_changed or tally.failed > limits.failure_limit \
+            or tally.consecutive_errors > limits.consecutive_error_limit:
         return NO_GO
     if tally.remaining == 0:
         return final_decision(tally, limits)
@@ -415,7 +418,8 @@ def decide(tally: Tally, limits: Limits) -> str | None:
 
 
 def final_decision(tally: Tally, limits: Limits) -> str:
-    if tally.failed > limits.failure_limit or tally.consecutive_errors > limits.consecutive_error_limit:
+    if tally.target_changed or tally.failed > limits.failure_limit \
+            or tally.consecutive_errors > limits.consecutive_error_limit:
         return NO_GO
     if tally.passed > 0:
         return GO
@@ -488,7 +492,11 @@ def build_reason(decision: str, tally: Tally, limits: Limits, outcomes: list[Cri
     measured = tally.passed + tally.failed
     what = "the evidence" if evidence else "the probe"
     parts: list[str] = []
-    if tally.consecutive_errors > limits.consecutive_error_limit:
+    if tally.target_changed:
+        # every later sample would measure what the probe itself repaired
+        parts.append(f"{tally.target_changed}; a gate observes and never repairs, so it stopped at the first sample "
+                     f"that changed the target (let a task before the gate make the target present)")
+    elif tally.consecutive_errors > limits.consecutive_error_limit:
         parts.append(f"{what} could not measure in {tally.consecutive_errors} consecutive samples "
                      f"(consecutive_error_limit {limits.consecutive_error_limit}): {tally.last_error}")
     elif measured == 0 and tally.errors:

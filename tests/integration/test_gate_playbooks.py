@@ -42,6 +42,7 @@ def run(tmp_path, tasks, extra_vars=None, **kwargs):
         "name": "Write results",
         "ansible.builtin.copy": {"content": "{{ {" + ", ".join(f"'{n}': {n}" for n in names) + "} | to_json }}",
                                  "dest": str(out), "mode": "0644"},
+        "check_mode": False,  # written in --check runs too
     }], indent=1)
     playbook = write_playbook(tmp_path, "")
     playbook.write_text(f'- name: Gate test\n  hosts: sandbox\n  gather_facts: false\n  tasks: {body}\n')

@@ -5,14 +5,40 @@
 
 Outcomes: {"ok": {figures}} returns the figures; {"unhealthy": {figures}, "problem": "..."} fails
 the task with its measurements (healthy: false); {"error": "..."} fails without measurements;
-{"crash": true} dies with a traceback; {"unreachable": true} returns reachable: false.
-Every call appends one line to `calls`, so a test can count the samples that really ran.
+{"crash": true} dies with a traceback; {"unreachable": true} returns reachable: false;
+{"changed": "what it did"} measures but reports changed (a probe that lies about being read-only).
+Every call appends one line to `calls` with the call's check mode, so a test can count the samples
+that really ran and see how they ran.
 """
 from __future__ import annotations
 
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+
+# Declares itself read-only the way emp.deploy.gate reads it: check_mode and read_only support full.
+DOCUMENTATION = r"""
+module: sequence_probe
+short_description: Scripted probe for the gate's tests
+description: The n-th call plays the n-th scripted outcome.
+options:
+  script:
+    description: Outcomes, one per call; the last repeats.
+    type: list
+    elements: raw
+    required: true
+  calls:
+    description: File that gets one line per call.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    description: Runs the same in check mode.
+    support: full
+  read_only:
+    description: Never changes its target.
+    support: full
+"""
 
 
 def main() -> None:
@@ -36,6 +62,8 @@ def main() -> None:
                          problems=["target 127.0.0.1:1 refused the connection"], changed=False)
     if "error" in outcome:
         module.fail_json(msg=outcome["error"], changed=False)
+    if "changed" in outcome:
+        module.exit_json(changed=True, msg=outcome["changed"], healthy=True, problems=[], **outcome.get("ok", {}))
     if "unhealthy" in outcome:
         module.fail_json(msg=outcome.get("problem", "unhealthy"), healthy=False, problems=[outcome.get("problem", "unhealthy")],
                          changed=False, **outcome["unhealthy"])
