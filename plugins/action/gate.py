@@ -193,7 +193,9 @@ class ActionModule(ActionBase):
         try:
             dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         except AnsibleActionFail as exc:
-            raise AnsibleActionFail(plain_type_names(to_text(exc.message))) from None
+            # name the action as users write it, not its Python module
+            message = to_text(exc.message).replace(f"({self._load_name})", "(emp.deploy.gate)")
+            raise AnsibleActionFail(plain_type_names(message)) from None
         return args
 
     def _raw_criteria(self, validated: t.Any) -> list:

@@ -137,12 +137,14 @@ def probe_invocation(module: str, args: t.Mapping[str, t.Any]) -> tuple[str, dic
 
 # --- plain words for types in messages ------------------------------------------------------------
 
-_TYPE_WORDS = (("Bool", "a boolean"), ("Int", "a number"), ("Float", "a number"), ("Dict", "a mapping"),
-               ("Mapping", "a mapping"), ("List", "a list"), ("Sequence", "a list"), ("Tuple", "a list"),
-               ("Set", "a list"), ("Str", "a string"), ("Text", "a string"), ("Unicode", "a string"),
-               ("Bytes", "a string"), ("Date", "a date"), ("Time", "a time"))
-_INTERNAL_CLASS = re.compile(r"<class '(?:[\w.]+\.)?(_?Ansible\w+)'>|\b(_?Ansible(?:Tagged|Unsafe|Vault)\w*|AnsibleUnicode|"
-                             r"AnsibleMapping|AnsibleSequence)\b")
+_TYPE_WORDS = (("bool", "a boolean"), ("int", "a number"), ("float", "a number"), ("dict", "a mapping"),
+               ("mapping", "a mapping"), ("list", "a list"), ("sequence", "a list"), ("tuple", "a list"),
+               ("set", "a list"), ("str", "a string"), ("text", "a string"), ("unicode", "a string"),
+               ("bytes", "a string"), ("date", "a date"), ("time", "a time"))
+# a class as Python prints it (<class 'ansible...._AnsibleTaggedList'>, <class 'dict'>), an internal class's bare
+# name, or a Python type name after "of type" (as the argument validator of ansible-core >= 2.19 writes it)
+_TYPE_NAME = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>|\b(_?Ansible(?:Tagged|Unsafe|Vault)\w*|AnsibleUnicode|"
+                        r"AnsibleMapping|AnsibleSequence)\b|(?<=of type )(str|dict|list|int|float|bool)\b")
 
 
 def describe_type(value: t.Any) -> str:
@@ -166,13 +168,13 @@ def plain_type_names(message: str) -> str:
     """A validation message with Ansible's internal types (_AnsibleTaggedInt, AnsibleUnsafeText...) in plain words."""
 
     def word(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
+        name = next(group for group in match.groups() if group).lower()
         for part, plain in _TYPE_WORDS:
             if part in name:
                 return plain
         return "a value"
 
-    return _INTERNAL_CLASS.sub(word, message)
+    return _TYPE_NAME.sub(word, message)
 
 
 class CriterionError(ValueError):

@@ -7,6 +7,7 @@ samples that really ran (early stop) and prove that bad options fail before any 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -187,20 +188,37 @@ BAD_OPTIONS = [
     ("empty-criteria", {"criteria": []}, "at least one criterion"),
     ("both", {"criteria": ["result.x"], "evidence": 1}, "exactly one of probe and evidence"),
     ("neither", {"criteria": ["result.x"], "probe": None}, "either probe"),
-    ("mode", {"criteria": ["result.x"], "mode": "sometimes"}, "mode"),
+    ("mode", {"criteria": ["result.x"], "mode": "sometimes"}, "value of mode must be one of: enforce, warn, observe, got: sometimes"),
     ("syntax", {"criteria": ["result.x <"]}, "does not template"),
     ("criterion-type", {"criteria": [{"that": "x"}]}, "must be a non-empty string"),
     ("module", {"criteria": ["result.x"], "probe": {"module": "emp.deploy.no_such_probe", "args": {}}}, "unknown probe module"),
     ("itself", {"criteria": ["result.x"], "probe": {"module": "emp.deploy.gate", "args": {}}}, "cannot use emp.deploy.gate"),
-    ("unknown-option", {"criteria": ["result.x"], "sample": 3}, "sample"),
-    ("samples-type", {"criteria": ["result.x"], "samples": "many"}, "samples"),
+    ("unknown-option", {"criteria": ["result.x"], "sample": 3}, "Unsupported parameters for (emp.deploy.gate) module: sample."),
+    ("samples-type", {"criteria": ["result.x"], "samples": "many"}, "argument 'samples' is of type a string"),
     ("window", {"criteria": ["result.x"], "samples": 3, "duration": 10}, "at most two"),
     ("evidence-samples", {"criteria": ["result.x"], "probe": None, "evidence": 1, "samples": 3}, "apply to probe"),
-    ("on-no-data", {"criteria": ["result.x"], "on_no_data": "maybe"}, "on_no_data"),
+    ("on-no-data", {"criteria": ["result.x"], "on_no_data": "maybe"}, "value of on_no_data must be one of: fail, pass, got: maybe"),
+    ("criteria-mapping", {"criteria": {"result.x": 1}}, "criteria must be a conditional or a list of conditionals, not a mapping"),
+    ("criterion-number", {"criteria": [5]}, "criterion 5 must be a non-empty string (a conditional, as in "
+                                            "ansible.builtin.assert) or a boolean, not a number"),
+    ("probe-string", {"criteria": ["result.x"], "probe": "sequence_probe"}, "probe must be a mapping ({module, args}), not a string"),
+    ("args-list", {"criteria": ["result.x"], "probe": {"module": "sequence_probe", "args": [1]}},
+     "argument 'args' is of type a list found in 'probe'. and we were unable to convert to dict: a list cannot be"),
+    ("interval-string", {"criteria": ["result.x"], "interval": "soon"}, "argument 'interval' is of type a string"),
+    ("check-mode-string", {"criteria": ["result.x"], "probe": {"module": "sequence_probe", "check_mode": "perhaps"}},
+     "argument 'check_mode' is of type a string found in 'probe'"),
+    ("cmd-and-raw-params", {"criteria": ["result.x"], "probe": {"module": "ansible.builtin.command",
+                                                                 "args": {"cmd": "touch {{ calls_dir }}/cmd-and-raw-params",
+                                                                          "_raw_params": "echo 2"}}},
+     "ansible.builtin.command: give the command either as cmd or as _raw_params, not both"),
     ("limit", {"criteria": ["result.x"], "failure_limit": -1}, "must not be negative"),
 ]
 
 
+INTERNAL_TYPE = re.compile(r"Ansible\w*(Tagged|Unsafe|Unicode|Mapping|Sequence)|<class ")
+
+
+@pytest.mark.compat
 def test_bad_options_fail_before_any_sampling(tmp_path):
     tasks = []
     for name, options, dummy in BAD_OPTIONS:
@@ -218,5 +236,25 @@ def test_bad_options_fail_before_any_sampling(tmp_path):
         result = results[f"r_{name.replace('-', '_')}"]
         assert result.get("failed"), name
         assert message in result["msg"], (name, result["msg"])
+        assert not INTERNAL_TYPE.search(result["msg"]), (name, result["msg"])
         assert "emp_gate" not in result, name
         assert calls_of(calls, name) == 0, f"{name}: the probe ran before the options were checked"
+
+
+@pytest.mark.compat
+def test_command_and_shell_probes_take_cmd_on_every_supported_version(tmp_path):
+    def command_gate(name, module, args, expected):
+        return {"name": name, "register": f"r_{name}", "ignore_errors": True,
+                "emp.deploy.gate": {"name": name, "component": "database", "samples": 1,
+                                    "probe": {"module": module, "args": args, "check_mode": False},
+                                    "criteria": [f"result.stdout == '{expected}'"]}}
+
+    tasks = [
+        command_gate("command_cmd", "ansible.builtin.command", {"cmd": "echo 1"}, "1"),
+        command_gate("command_short", "command", {"cmd": "echo 2"}, "2"),
+        command_gate("shell_cmd", "ansible.builtin.shell", {"cmd": "echo $((40 + 2))"}, "42"),
+    ]
+    results, proc, calls = run(tmp_path, tasks)
+    for name in ("command_cmd", "command_short", "shell_cmd"):
+        gate = results[f"r_{name}"]["emp_gate"]
+        assert gate["decision"] == "GO", (name, gate["reason"])
