@@ -26,6 +26,18 @@ description:
     run) or empty evidence has B(no data); O(on_no_data) decides a gate that saw nothing else."
   - The gate says GO only when at least one sample passed and neither limit was exceeded, so a probe
     that errors every time never yields GO.
+  - "A gate observes; it never repairs. Each sample runs in check mode unless the probe module's own
+    documentation declares it read-only: its C(attributes) give C(check_mode) and C(read_only) both
+    C(support: full). A read-only probe runs as the task does (in check mode only in a check run).
+    O(probe.check_mode) overrides both. A sample whose probe reports C(changed: true) is an error
+    sample (C(the probe changed the target: emp.deploy.ngrok_tunnel ...)); if it really changed the
+    target (outside check mode), the gate stops sampling at once and decides NO-GO, because every
+    later sample would measure what the probe itself repaired. Make things present in a task before
+    the gate."
+  - "With C(no_log: true) on the task, the gate shows nothing it measured: its progress lines, its
+    message and RV(emp_gate) keep the criteria's text and outcomes, the decision, the counts and the
+    timings, but no figure, no probe message and no error text (each reads 'withheld (no_log)' instead), and
+    RV(emp_gate.redacted) is V(true)."
   - The result, RV(emp_gate), is what the P(emp.deploy.go_no_go#callback) callback records in the run's
     journal; an enforced NO-GO makes it roll the gate's O(component) back.
   - This is an action plugin; it runs on the controller and executes the probe module on the target.
@@ -79,10 +91,18 @@ options:
         default: {}
       check_mode:
         description:
-          - Runs the probe in check mode or not, whatever the run's mode is, as the task keyword
-            C(check_mode) does. Leave unset to follow the run.
-          - Set V(false) only for read-only probes that do not support check mode, such as a
-            C(SELECT) through M(ansible.builtin.command), so a check run still measures.
+          - Runs the probe in check mode (V(true)) or not (V(false)), whatever the run's mode and the
+            module's documentation say, as the task keyword C(check_mode) does for a task.
+          - "Unset (the default), the probe runs in check mode unless its documentation declares it
+            read-only (C(check_mode) and C(read_only) attributes with C(support: full)); a read-only
+            probe follows the run."
+          - Modules outside this collection, such as M(ansible.builtin.command) or
+            M(ansible.builtin.uri), do not declare it, so they run in check mode, where they skip.
+          - Set V(false) for a probe that changes nothing but does not say so, such as a C(SELECT)
+            through M(ansible.builtin.command) or a C(GET) through M(ansible.builtin.uri); you vouch that
+            it is read-only. A sample that reports C(changed) is still an error, except from
+            M(ansible.builtin.command), M(ansible.builtin.shell), M(ansible.builtin.raw) and
+            M(ansible.builtin.script), which report C(changed) on every run because they cannot tell.
         type: bool
   evidence:
     description:
@@ -139,7 +159,7 @@ attributes:
     support: none
   check_mode:
     support: full
-    details: The probe runs in check mode too (see O(probe.check_mode)); the decision is made as usual.
+    details: In a check run the probe runs in check mode too, unless O(probe.check_mode=false); the decision is made as usual.
   delegation:
     support: full
     details: The probe runs on the delegated host.
@@ -157,7 +177,12 @@ notes:
   - Bad options (no criteria, both or neither of O(probe) and O(evidence), an unknown O(mode), a
     criterion that does not template, an unknown probe module) fail before any sampling.
   - Probes whose work is done by an action plugin of their own (for example M(ansible.builtin.debug))
-    cannot be sampled; modules such as M(ansible.builtin.command) and M(ansible.builtin.uri) can.
+    cannot be sampled; modules such as M(ansible.builtin.command) and M(ansible.builtin.uri) can, and
+    so can M(ansible.builtin.shell). Their C(cmd) option works on every supported ansible-core (the gate
+    passes it as the command and shell actions do).
+  - "To declare a module of your own read-only for the gate, add to its DOCUMENTATION
+    C(attributes: {check_mode: {support: full}, read_only: {support: full, description: ...}}).
+    The gate reads it once per module in the process that runs the gate task."
 seealso:
   - module: ansible.builtin.assert
   - module: emp.deploy.redis_health
@@ -204,11 +229,29 @@ EXAMPLES = r"""
       args:
         url: http://127.0.0.1:3332/health
         timeout: 5
+      # a GET changes nothing, but uri does not declare itself read-only (it would skip in check mode)
+      check_mode: false
     samples: 5
     interval: 2
     criteria:
       - result.status == 200
       - result.elapsed < 1
+
+- name: Gate on a query whose output holds a secret; show no measured value anywhere
+  emp.deploy.gate:
+    name: database-queries
+    component: database
+    probe:
+      module: ansible.builtin.command
+      args:
+        cmd: psql --no-psqlrc --tuples-only --command "SELECT count(*) FROM failed_jobs"
+      check_mode: false
+    samples: 3
+    interval: 10
+    criteria:
+      - result.rc == 0
+      - result.stdout | trim | int == 0
+  no_log: true
 """
 
 RETURN = r"""
@@ -276,8 +319,9 @@ emp_gate:
     samples:
       description:
         - Every sample - C(index), C(time), C(ok), C(outcome) (V(passed), V(failed), V(error), V(no_data)),
-          C(error), C(figures) (each figure the criteria read), C(criteria) (each one's result) and
-          C(duration_ms).
+          C(error), C(figures) (each figure the criteria read; empty when RV(emp_gate.redacted)),
+          C(criteria) (each one's result), C(duration_ms) and, for a probe, C(check_mode) (whether the
+          sample ran in check mode).
       type: list
       elements: dict
       sample:
@@ -289,6 +333,7 @@ emp_gate:
           figures: {result.latency_ms.p95: 312.0}
           criteria: [{criterion: "result.latency_ms.p95 < 200", held: false}]
           duration_ms: 15.2
+          check_mode: true
     counts:
       description: Samples planned, taken, passed, failed, with errors and without data.
       type: dict
@@ -317,6 +362,12 @@ emp_gate:
       description: Seconds the gate took.
       type: float
       sample: 41.2
+    redacted:
+      description:
+        - Whether the task had C(no_log), so that figures, probe messages and error texts were withheld
+          from RV(emp_gate), the message and the progress lines.
+      type: bool
+      sample: false
 msg:
   description: The decision and its reason.
   returned: always

@@ -1,6 +1,8 @@
 """Unit tests of emp.deploy.gate's decision rules (plugins/plugin_utils/_gate.py) and its option parsing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.emp.deploy.plugins.action import gate as action
@@ -229,6 +231,7 @@ def gate_action():
                                templar=Templar(loader=loader), shared_loader_obj=None)
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("criterion, sample, expected", [
     ("result.latency_ms.p95 < 200", {"latency_ms": {"p95": 312}}, False),
     ("result.latency_ms.p95 < 200", {"latency_ms": {"p95": 12.5}}, True),
@@ -242,6 +245,159 @@ def test_evaluate_binds_result_baseline_and_play_variables(gate_action, criterio
     assert gate_action.evaluate(g.parse_criterion(_trusted(criterion)), variables) is expected
 
 
+@pytest.mark.compat
 def test_evaluate_raises_on_a_criterion_that_cannot_evaluate(gate_action):
     with pytest.raises(Exception, match="undefined|has no attribute"):
         gate_action.evaluate(g.parse_criterion(_trusted("result.missing.deeper > 1")), {"result": {}})
+
+
+# --- a gate never changes what it measures -------------------------------------------------------
+
+LIBRARY = Path(__file__).resolve().parents[3] / "integration" / "files" / "gate_library"
+
+
+def _doc(path: Path) -> dict:
+    from ansible.plugins.loader import fragment_loader
+    from ansible.utils.plugin_docs import get_docstring
+
+    return get_docstring(str(path), fragment_loader, collection_name=None, is_module=True)[0]
+
+
+@pytest.mark.compat
+def test_read_only_is_read_from_the_modules_own_documentation():
+    import ansible.modules.command
+
+    assert g.declares_read_only(_doc(LIBRARY / "sequence_probe.py")) is True
+    assert g.declares_read_only(_doc(LIBRARY / "writer_probe.py")) is False  # check_mode full, no read_only
+    assert g.declares_read_only(_doc(Path(ansible.modules.command.__file__))) is False
+
+
+@pytest.mark.parametrize("attributes, read_only", [
+    ({"check_mode": {"support": "full"}, "read_only": {"support": "full"}}, True),
+    ({"check_mode": {"support": "partial"}, "read_only": {"support": "full"}}, False),
+    ({"check_mode": {"support": "full"}, "read_only": {"support": "none"}}, False),
+    ({"check_mode": {"support": "full"}}, False),
+    ("not a mapping", False),
+    (None, False),
+])
+def test_declares_read_only_needs_full_check_mode_and_the_read_only_attribute(attributes, read_only):
+    assert g.declares_read_only({"attributes": attributes}) is read_only
+
+
+@pytest.mark.parametrize("explicit, read_only, run_check, expected", [
+    (None, False, False, True),     # not declared read-only: check mode, whatever the run
+    (None, False, True, True),
+    (None, True, False, False),     # declared read-only: as the run goes
+    (None, True, True, True),
+    (False, False, True, False),    # probe.check_mode wins over everything
+    (True, True, False, True),
+])
+def test_probe_check_mode_precedence(explicit, read_only, run_check, expected):
+    assert g.probe_check_mode(explicit, read_only, run_check) is expected
+
+
+def test_change_reason_names_the_module_and_what_it_did():
+    assert g.change_reason("emp.deploy.ngrok_tunnel", {"changed": True, "actions": ["recreated tunnel api"]}, False) == \
+        "the probe changed the target: emp.deploy.ngrok_tunnel recreated tunnel api"
+    assert g.change_reason("x.y.z", {"changed": True, "msg": "restarted"}, True) == \
+        "the probe would change the target (nothing was changed, it ran in check mode): x.y.z restarted"
+    assert g.change_reason("x.y.z", {"changed": True}, False) == "the probe changed the target: x.y.z reported changed: true"
+    assert g.change_reason("x.y.z", {"changed": True, "msg": "S3CRET"}, False, redacted=True) == \
+        "the probe changed the target: x.y.z withheld (no_log)"
+    assert g.change_reason("x.y.z", {"changed": False, "msg": "ok"}, False) is None
+
+
+def test_commands_run_outside_check_mode_say_changed_without_knowing():
+    sample = {"changed": True, "rc": 0, "stdout": "1"}
+    for module in ("ansible.builtin.command", "ansible.legacy.shell", "ansible.builtin.raw"):
+        assert g.change_reason(module, sample, False) is None
+        assert g.change_reason(module, sample, True) is not None
+    assert g.change_reason("community.general.command_like", sample, False) is not None
+
+
+def test_a_changed_target_is_no_go_at_once_whatever_the_limits():
+    tally = g.Tally(planned=5)
+    tally.add(P)
+    tally.add(E, "the probe changed the target: x")
+    limits = g.Limits(failure_limit=5, consecutive_error_limit=5)
+    assert g.decide(tally, limits) == g.GO  # an error sample alone is within these limits
+    tally.target_changed = "the probe changed the target: x"
+    assert g.decide(tally, limits) == g.NO_GO
+    assert g.final_decision(tally, limits) == g.NO_GO
+    reason = g.build_reason(g.NO_GO, tally, limits, [], [], False, True)
+    assert reason.startswith("the probe changed the target: x; a gate observes and never repairs")
+
+
+@pytest.mark.parametrize("module, args, expected", [
+    ("ansible.builtin.command", {"cmd": "echo 1", "chdir": "/"}, ("ansible.builtin.command", {"_raw_params": "echo 1", "chdir": "/"})),
+    ("ansible.builtin.command", {"argv": ["echo"]}, ("ansible.builtin.command", {"argv": ["echo"]})),
+    ("ansible.builtin.shell", {"cmd": "echo $HOME"}, ("ansible.legacy.command", {"_raw_params": "echo $HOME", "_uses_shell": True})),
+    ("emp.deploy.redis_health", {"cmd": "PING"}, ("emp.deploy.redis_health", {"cmd": "PING"})),
+])
+def test_probe_invocation_runs_command_and_shell_as_their_actions_do(module, args, expected):
+    assert g.probe_invocation(module, args) == expected
+
+
+def test_probe_invocation_refuses_cmd_with_raw_params():
+    with pytest.raises(ValueError, match="either as cmd or as _raw_params"):
+        g.probe_invocation("ansible.builtin.command", {"cmd": "a", "_raw_params": "b"})
+
+
+# --- no_log ------------------------------------------------------------------------------------------
+
+def test_a_redacted_reason_has_no_figures_no_probe_words_and_no_errors():
+    tally = g.Tally(planned=3)
+    tally.add(F)
+    tally.add(E, "psql: password S3CRET rejected")
+    failing = outcome_with("result.stdout == 'x'", 0, ["S3CRET"])
+    failing.last_error = "'S3CRET' is not a version"
+    reason = g.build_reason(g.NO_GO, tally, g.Limits(), [failing], ["S3CRET leaked"], False, False, redacted=True)
+    assert "S3CRET" not in reason
+    assert "result.stdout == 'x' did not hold in 1 of 1 measured sample" in reason
+    assert "its problems are withheld (no_log)" in reason
+    assert failing.as_dict(redacted=True)["error"] == "withheld (no_log)"
+    assert "S3CRET" in g.build_reason(g.NO_GO, tally, g.Limits(), [failing], ["S3CRET leaked"], False, False)
+
+
+# --- plain words for types -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, word", [
+    (5, "a number"), (2.5, "a number"), (True, "a boolean"), ("x", "a string"), ({"a": 1}, "a mapping"),
+    ([1], "a list"), (None, "null"),
+])
+def test_describe_type(value, word):
+    assert g.describe_type(value) == word
+
+
+@pytest.mark.parametrize("message, plain", [
+    ("not _AnsibleTaggedDict", "not a mapping"),
+    ("not _AnsibleTaggedInt", "not a number"),
+    ("of type AnsibleUnsafeText", "of type a string"),
+    ("<class 'ansible.module_utils._internal._datatag._AnsibleTaggedList'> cannot be converted to a dict",
+     "a list cannot be converted to a dict"),
+    ("argument 'x' is of type <class 'AnsibleUnicode'> and", "argument 'x' is of type a string and"),
+    ("argument 'x' is of type dict and", "argument 'x' is of type a mapping and"),
+    ("value of mode must be one of: enforce, got: 3", "value of mode must be one of: enforce, got: 3"),
+])
+def test_plain_type_names(message, plain):
+    assert g.plain_type_names(message) == plain
+
+
+@pytest.mark.compat
+def test_plain_type_names_covers_the_running_ansible_cores_own_types():
+    """The classes this ansible-core wraps task values in are named in plain words, however printed."""
+    try:
+        from ansible._internal._datatag._tags import Origin  # ansible-core >= 2.19
+
+        values = [Origin(path="/p.yml", line_num=1, col_num=1).tag(value) for value in (5, "s", {"a": 1}, [1])]
+    except ImportError:  # ansible-core 2.18
+        from ansible.parsing.yaml.objects import AnsibleMapping, AnsibleSequence, AnsibleUnicode
+
+        values = [AnsibleUnicode("s"), AnsibleMapping({"a": 1}), AnsibleSequence([1])]
+    internal = [value for value in values if type(value).__name__ not in ("int", "str", "dict", "list")]
+    assert internal, "this ansible-core wraps no value: the test proves nothing"
+    for value in internal:
+        cls = type(value)
+        word = g.describe_type(value)
+        assert g.plain_type_names(f"not {cls.__name__}") == f"not {word}"
+        assert g.plain_type_names(f"<class '{cls.__module__}.{cls.__name__}'> cannot") == f"{word} cannot"
