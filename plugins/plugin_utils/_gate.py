@@ -23,7 +23,7 @@ from jinja2 import Environment, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
 # The decisions and modes are the run record's (re-exported here for code that imports them from the gate).
-from ansible_collections.emp.deploy.plugins.plugin_utils._records import ENFORCE, GO, MODES, NO_GO
+from ansible_collections.emp.deploy.plugins.plugin_utils._records import GO, MODES, NO_GO
 
 ON_NO_DATA = ("fail", "pass")
 

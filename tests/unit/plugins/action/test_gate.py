@@ -401,3 +401,50 @@ def test_plain_type_names_covers_the_running_ansible_cores_own_types():
         word = g.describe_type(value)
         assert g.plain_type_names(f"not {cls.__name__}") == f"not {word}"
         assert g.plain_type_names(f"<class '{cls.__module__}.{cls.__name__}'> cannot") == f"{word} cannot"
+
+
+FRAGMENT = """
+class ModuleDocFragment:
+    PROBE = r\"\"\"
+options: {}
+attributes:
+  check_mode: {description: Same in check mode., support: full}
+  read_only: {description: Never changes its target., support: full}
+\"\"\"
+"""
+
+PROBE_MODULE = """
+DOCUMENTATION = r\"\"\"
+module: probe
+short_description: A probe
+description: A probe.
+options: {}
+extends_documentation_fragment: [testns.testcol.attributes.probe]
+\"\"\"
+"""
+
+
+@pytest.mark.compat
+def test_a_read_only_declaration_in_a_collections_doc_fragment_counts(tmp_path):
+    """The gate's reader merges doc fragments, as the collection's probes declare their attributes there."""
+    import subprocess
+    import sys
+
+    collection = tmp_path / "ansible_collections" / "testns" / "testcol"
+    (collection / "plugins" / "doc_fragments").mkdir(parents=True)
+    (collection / "plugins" / "modules").mkdir()
+    (collection / "plugins" / "doc_fragments" / "attributes.py").write_text(FRAGMENT)
+    (collection / "plugins" / "modules" / "probe.py").write_text(PROBE_MODULE)
+    root = Path(__file__).resolve().parents[4]
+    script = (
+        "from ansible.plugins.loader import init_plugin_loader\n"
+        f"init_plugin_loader([{str(tmp_path)!r}, {str(root / 'collections')!r}])\n"
+        "from ansible.plugins.loader import module_loader\n"
+        "from ansible_collections.emp.deploy.plugins.action.gate import _module_doc\n"
+        "from ansible_collections.emp.deploy.plugins.plugin_utils._gate import declares_read_only\n"
+        "context = module_loader.find_plugin_with_context('testns.testcol.probe')\n"
+        "print(declares_read_only(_module_doc(context.plugin_resolved_path, context.plugin_resolved_collection)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True"
