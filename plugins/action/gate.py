@@ -10,12 +10,16 @@ The documentation lives in plugins/modules/gate.py, as for ansible.builtin.asser
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import tempfile
 import time
 import typing as t
 import uuid
 from collections import ChainMap
 from datetime import datetime, timezone
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 try:  # ansible-core >= 2.19: what gather_facts, package and service use
     from ansible.executor.module_common import _apply_action_arg_defaults
@@ -115,13 +119,47 @@ def _now() -> str:
 
 @functools.lru_cache(maxsize=64)
 def _module_doc(path: str, collection: str) -> dict[str, t.Any] | None:
-    """A module's DOCUMENTATION with its fragments, read once per module in the process that runs the
-    gate (all samples of a gate task, and every gate task that process runs); None when unreadable."""
+    """A module's DOCUMENTATION with its fragments; None when unreadable."""
     try:
         doc = get_docstring(path, fragment_loader, collection_name=collection or None, is_module=True)[0]
     except Exception:  # a module whose documentation cannot be read is not declared read-only
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _read_only_cache_entry(path: str, collection: str) -> str | None:
+    """Where this run keeps whether a module is read-only: in the run's local temporary directory,
+    which every worker of the run shares (as Ansible's own AnsiballZ cache does), keyed by the file's
+    path, size and modification time. None when the module file cannot be stat'ed."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{path}\0{collection}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()
+    return os.path.join(C.DEFAULT_LOCAL_TMP, "emp_gate_read_only", key)
+
+
+def probe_is_read_only(path: str, collection: str) -> bool:
+    """Whether the module's documentation declares it read-only; its documentation (100-200 ms to
+    read with fragments) is read once per module per run, not once per gate task."""
+    entry = _read_only_cache_entry(path, collection)
+    if entry:
+        try:
+            with open(entry, encoding="ascii") as handle:
+                return handle.read() == "true"
+        except OSError:
+            pass
+    read_only = declares_read_only(_module_doc(path, collection))
+    if entry:
+        try:
+            os.makedirs(os.path.dirname(entry), exist_ok=True)
+            handle_fd, partial = tempfile.mkstemp(dir=os.path.dirname(entry))
+            with os.fdopen(handle_fd, "w", encoding="ascii") as handle:
+                handle.write("true" if read_only else "false")
+            os.replace(partial, entry)  # atomic: a worker reading at the same time sees all or nothing
+        except OSError:
+            pass  # the cache only saves time
+    return read_only
 
 
 class ActionModule(ActionBase):
@@ -242,7 +280,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(exc)) from None
         if execute == resolved:
             execute = name  # as written, so a library/ module of the same short name still wins where it would
-        read_only = declares_read_only(_module_doc(context.plugin_resolved_path, context.plugin_resolved_collection or ""))
+        read_only = probe_is_read_only(context.plugin_resolved_path, context.plugin_resolved_collection or "")
         check_mode = probe_check_mode(probe.get("check_mode"), read_only, self.run_check_mode)
         return dict(probe, args=module_args, execute=execute, resolved=resolved, read_only=read_only,
                     run_check_mode=check_mode)

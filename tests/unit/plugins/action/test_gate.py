@@ -448,3 +448,23 @@ def test_a_read_only_declaration_in_a_collections_doc_fragment_counts(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_read_only_is_read_once_per_module_per_run(tmp_path, monkeypatch):
+    """The answer is kept in the run's local temporary directory, shared by every worker process."""
+    monkeypatch.setattr(action.C, "DEFAULT_LOCAL_TMP", str(tmp_path), raising=False)
+    probe = LIBRARY / "sequence_probe.py"
+    action._module_doc.cache_clear()
+    assert action.probe_is_read_only(str(probe), "") is True
+    assert len(list((tmp_path / "emp_gate_read_only").iterdir())) == 1
+
+    def unreadable(*args):
+        raise AssertionError("the documentation was read again")
+
+    action._module_doc.cache_clear()  # as in another worker process of the same run
+    monkeypatch.setattr(action, "_module_doc", unreadable)
+    assert action.probe_is_read_only(str(probe), "") is True
+    # another run (its own temporary directory) reads the documentation again
+    monkeypatch.setattr(action.C, "DEFAULT_LOCAL_TMP", str(tmp_path / "next-run"), raising=False)
+    with pytest.raises(AssertionError, match="read again"):
+        action.probe_is_read_only(str(probe), "")
