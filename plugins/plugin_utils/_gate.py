@@ -105,7 +105,7 @@ def change_reason(module: str, sample: t.Mapping[str, t.Any], check_mode: bool, 
 
 
 def _change_detail(sample: t.Mapping[str, t.Any]) -> str:
-    """The probe's own words for what it changed: its actions, its message, or its diff's subject."""
+    """The probe's own words for what it changed: its actions (as ngrok_tunnel reports them), else its message."""
     actions = sample.get("actions")
     if isinstance(actions, list) and actions:
         return first_line("; ".join(str(action) for action in actions))
