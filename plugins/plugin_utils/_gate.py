@@ -22,8 +22,12 @@ from dataclasses import replace as dataclass_replace
 from jinja2 import Environment, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
-# The decisions and modes are the run record's (re-exported here for code that imports them from the gate).
-from ansible_collections.emp.deploy.plugins.plugin_utils._records import GO, MODES, NO_GO
+from ansible_collections.emp.deploy.plugins.plugin_utils import _records
+
+# The decisions and modes are the run record's; the gate's names for them stay for code importing them from here.
+GO = _records.GO
+NO_GO = _records.NO_GO
+MODES = _records.MODES
 
 ON_NO_DATA = ("fail", "pass")
 
