@@ -95,8 +95,8 @@ def test_no_log_gates_show_no_measured_value_anywhere(tmp_path):
         assert all(sample["figures"] == {} for sample in record["samples"]), record["samples"]
     # the criteria's outcomes are shown, without the values
     nogo = gates["nolog-nogo"]
-    assert [(c["criterion"], c["outcome"]) for c in nogo["criteria"]] == [("result.stdout == 'other'", "failed"),
-                                                                         ("result.rc == 0", "held")]
+    outcomes = [(c["criterion"], c["outcome"]) for c in nogo["criteria"]]
+    assert outcomes == [("result.stdout == 'other'", "failed"), ("result.rc == 0", "held")]
     assert nogo["reason"] == "result.stdout == 'other' did not hold in 1 of 1 measured sample (failure_limit 0)"
     assert "gate nolog-nogo [sandbox] sample 1/1: FAILED result.stdout == 'other'" in proc.stdout
     assert f"gate nolog-nogo [sandbox]: NO-GO (enforce) - {nogo['reason']}" in proc.stdout

@@ -207,8 +207,8 @@ BAD_OPTIONS = [
     ("interval-string", {"criteria": ["result.x"], "interval": "soon"}, "argument 'interval' is of type a string"),
     ("check-mode-string", {"criteria": ["result.x"], "probe": {"module": "sequence_probe", "check_mode": "perhaps"}},
      "argument 'check_mode' is of type a string found in 'probe'"),
-    ("cmd-and-raw-params", {"criteria": ["result.x"], "probe": {"module": "ansible.builtin.command",
-                                                                 "args": {"cmd": "echo 1", "_raw_params": "echo 2"}}},
+    ("cmd-and-raw-params",
+     {"criteria": ["result.x"], "probe": {"module": "ansible.builtin.command", "args": {"cmd": "echo 1", "_raw_params": "echo 2"}}},
      "ansible.builtin.command: give the command either as cmd or as _raw_params, not both"),
     ("limit", {"criteria": ["result.x"], "failure_limit": -1}, "must not be negative"),
 ]
