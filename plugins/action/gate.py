@@ -402,13 +402,7 @@ class _GateRun:
                     sample = {"unreachable": True, "msg": to_text(exc)}
                 except AnsibleError as exc:
                     sample = {"failed": True, "msg": to_text(exc)}
-                kind, why = classify_result(sample)
-                if not kind:
-                    # a gate observes; a probe that changed (or would change) the target measured nothing
-                    why = change_reason(probe["resolved"], sample, check_mode, self.redacted)
-                    kind = ERROR if why else None
-                    if why and not check_mode:
-                        self.tally.target_changed = why
+                kind, why = self._classify_sample(probe["resolved"], sample, check_mode)
                 if kind:
                     self._record(sample, kind, why, started, check_mode=check_mode)
                 else:
@@ -419,6 +413,16 @@ class _GateRun:
                     break
         finally:
             self.action.cleanup_remote()
+
+    def _classify_sample(self, module: str, sample: dict[str, t.Any], check_mode: bool) -> tuple[str | None, str | None]:
+        """(ERROR | NO_DATA | None, why): a probe that changed (or would change) the target measured nothing."""
+        kind, why = classify_result(sample)
+        if kind:
+            return kind, why
+        why = change_reason(module, sample, check_mode, self.redacted)
+        if why and not check_mode:
+            self.tally.target_changed = why  # the gate stops here: later samples would measure its own repair
+        return (ERROR, why) if why else (None, None)
 
     def _variables(self, sample: t.Any) -> ChainMap:
         return ChainMap({SAMPLE_VARIABLE: sample, BASELINE_VARIABLE: self.baseline}, self.task_vars)
