@@ -16,6 +16,9 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Probes are read-only; check mode measures exactly as a normal run does.
+  read_only:
+    description: Never changes its target, so M(emp.deploy.gate) samples it as the task runs, outside check mode.
+    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
