@@ -342,9 +342,8 @@ class RespConnection:
             raise ConnectFailed(f"cannot load the TLS files: {exc}") from None
         return context
 
-    def _tls_handshake(self, sock: socket.socket, limit: Deadline) -> socket.socket:
+    def _tls_handshake(self, sock: socket.socket, context: ssl.SSLContext, limit: Deadline) -> socket.socket:
         """The handshake within what is left of the connect deadline (one deadline for the whole call)."""
-        context = self._tls_context()
         remaining = limit.remaining()
         if remaining <= 0:
             raise ReplyTimeout(f"did not answer in time: no TLS handshake {limit.phrase()}")
@@ -361,11 +360,13 @@ class RespConnection:
     def connect(self, *, username: str | None = None, password: str | None = None, db: int = 0,
                 client_name: str | None = None) -> RespConnection:
         """Connects, then authenticates, selects the database and names the connection in one round trip."""
+        # loading CA files is local work: done before the connect_timeout clock starts
+        context = self._tls_context() if self.tls else None
         limit = self.deadline.sooner(self.connect_timeout, "connect_timeout")
         sock = self._open_socket(limit)
-        if self.tls:
+        if context is not None:
             try:
-                sock = self._tls_handshake(sock, limit)
+                sock = self._tls_handshake(sock, context, limit)
             except BaseException:
                 sock.close()
                 raise
@@ -411,8 +412,7 @@ class RespConnection:
         return self._exchange(commands) if commands else []
 
     def _exchange(self, commands: list) -> list:
-        if self._sock is None:
-            raise ConnectionLost("closed the connection earlier")
+        self._open()
         self._limit = self.deadline.sooner(self.command_timeout, "command_timeout")
         self._what = describe_commands(commands)
         self._received = 0
@@ -432,11 +432,16 @@ class RespConnection:
             raise self._too_slow()
         return remaining
 
+    def _open(self) -> socket.socket:
+        if self._sock is None:
+            raise ConnectionLost("closed the connection earlier")
+        return self._sock
+
     def _send(self, payload: bytes) -> None:
-        assert self._sock is not None
-        self._sock.settimeout(self._remaining())
+        sock = self._open()
+        sock.settimeout(self._remaining())
         try:
-            self._sock.sendall(payload)  # since Python 3.5 the timeout bounds the whole sendall
+            sock.sendall(payload)  # since Python 3.5 the timeout bounds the whole sendall
         except socket.timeout:
             raise ReplyTimeout(f"did not answer in time: it did not take {self._what} {self._limit.phrase()}") from None
         except OSError as exc:
@@ -475,10 +480,10 @@ class RespConnection:
 
     def _fill(self) -> None:
         """Reads what has arrived, waiting at most until the exchange's deadline."""
-        assert self._sock is not None
-        self._sock.settimeout(self._remaining())
+        sock = self._open()
+        sock.settimeout(self._remaining())
         try:
-            chunk = self._sock.recv(READ_CHUNK)
+            chunk = sock.recv(READ_CHUNK)
         except socket.timeout:
             raise self._too_slow() from None
         except OSError as exc:

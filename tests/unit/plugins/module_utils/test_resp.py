@@ -145,17 +145,17 @@ def fault_connection(peer: FaultPeer, **kwargs) -> _resp.RespConnection:
 
 
 def test_a_dripping_reply_is_bounded_by_command_timeout():
-    """One byte every 0.1 s of a 41-byte reply: 4 s per reply if each byte restarted the timeout."""
-    with FaultPeer("drip", interval=0.1, reply=b"$35\r\n" + b"x" * 35 + b"\r\n") as peer:
-        conn = fault_connection(peer, command_timeout=0.5).connect()
+    """One byte every 0.05 s of a 106-byte reply: 5 s per reply if each byte restarted the timeout."""
+    with FaultPeer("drip", interval=0.05, reply=b"$100\r\n" + b"x" * 100 + b"\r\n") as peer:
+        conn = fault_connection(peer, command_timeout=1).connect()
         started = time.monotonic()
         with pytest.raises(_resp.ReplyTimeout) as caught:
             conn.execute("PING")
         elapsed = time.monotonic() - started
         conn.close()
     assert str(caught.value).startswith("sent its reply too slowly: only ")
-    assert str(caught.value).endswith(" of the reply to PING arrived within 0.5 s (command_timeout)")
-    assert 0.5 <= elapsed < 2.0
+    assert str(caught.value).endswith(" of the reply to PING arrived within 1 s (command_timeout)")
+    assert 1 <= elapsed < 3
 
 
 def test_the_overall_deadline_bounds_many_commands_that_each_answer_in_time():
@@ -168,7 +168,7 @@ def test_the_overall_deadline_bounds_many_commands_that_each_answer_in_time():
         elapsed = time.monotonic() - started
         conn.close()
     assert "within the probe's overall timeout of 0.5 s" in str(caught.value)
-    assert elapsed < 1.5
+    assert elapsed < 3  # 100 samples of 0.1 s without the deadline
 
 
 def test_a_peer_that_accepts_and_never_answers():
@@ -193,10 +193,10 @@ def test_a_silent_peer_fails_the_tls_handshake_with_a_hint_within_connect_timeou
     with FaultPeer("silent") as peer:
         started = time.monotonic()
         with pytest.raises(_resp.ConnectFailed) as caught:
-            fault_connection(peer, tls=True, connect_timeout=0.3).connect()
+            fault_connection(peer, tls=True, connect_timeout=1).connect()
         elapsed = time.monotonic() - started
     assert str(caught.value).startswith("TLS handshake failed: is the server serving TLS on this port?")
-    assert elapsed < 1.5
+    assert elapsed < 3
 
 
 def test_a_plain_text_answer_to_the_tls_hello_gets_the_tls_hint():
