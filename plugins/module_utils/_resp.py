@@ -429,7 +429,7 @@ class RespConnection:
     def _remaining(self) -> float:
         remaining = self._limit.remaining()
         if remaining <= 0:
-            raise self._too_slow()
+            raise self._cut_short(closed=False)
         return remaining
 
     def _open(self) -> socket.socket:
@@ -460,23 +460,20 @@ class RespConnection:
             return ProtocolMismatch(pending)
         return None
 
-    def _too_slow(self) -> RespError:
+    def _cut_short(self, closed: bool) -> RespError:
+        """Why the exchange under way ended without its reply: foreign bytes, the deadline, or a closed connection."""
         foreign = self._foreign()
         if foreign:
             return foreign
+        what, received = self._what, _plural(self._received, "byte")
+        if closed:
+            if self._received:
+                return ConnectionLost(f"closed the connection in the middle of its reply to {what} (after {received})")
+            return ConnectionLost(f"closed the connection without answering {what}{self._plain_hint()}")
         if self._received:
-            return ReplyTimeout(f"sent its reply too slowly: only {_plural(self._received, 'byte')} of the reply to "
-                                f"{self._what} arrived {self._limit.phrase()}")
-        return ReplyTimeout(f"did not answer in time: no reply to {self._what} {self._limit.phrase()}")
-
-    def _closed(self) -> RespError:
-        foreign = self._foreign()
-        if foreign:
-            return foreign
-        if self._received:
-            return ConnectionLost(f"closed the connection in the middle of its reply to {self._what} "
-                                  f"(after {_plural(self._received, 'byte')})")
-        return ConnectionLost(f"closed the connection without answering {self._what}{self._plain_hint()}")
+            return ReplyTimeout(f"sent its reply too slowly: only {received} of the reply to {what} arrived "
+                                f"{self._limit.phrase()}")
+        return ReplyTimeout(f"did not answer in time: no reply to {what} {self._limit.phrase()}")
 
     def _fill(self) -> None:
         """Reads what has arrived, waiting at most until the exchange's deadline."""
@@ -485,12 +482,12 @@ class RespConnection:
         try:
             chunk = sock.recv(READ_CHUNK)
         except socket.timeout:
-            raise self._too_slow() from None
+            raise self._cut_short(closed=False) from None
         except OSError as exc:
             raise ConnectionLost(f"reset the connection during its reply to {self._what}: "
                                  f"{exc.strerror or exc}{self._plain_hint()}") from None
         if not chunk:
-            raise self._closed()
+            raise self._cut_short(closed=True)
         if self._pos:
             del self._buffer[:self._pos]
             self._pos = 0
