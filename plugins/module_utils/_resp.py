@@ -30,6 +30,9 @@ RESP_TYPES = b"+-:$*"
 READ_CHUNK = 65536
 FOREIGN_PREVIEW = 80  # bytes of a non-RESP answer we wait for before naming it
 MAX_HEADER = 65536  # a RESP header line is a few bytes; more without a newline is not RESP
+# A socket timeout this close to the time left is left as it is: a settimeout() per read is a system
+# call per read, and back-to-back commands would pay it for nothing. Bounds an overrun to 10 ms.
+TIMEOUT_SLACK = 0.01
 TLS_HINT = "is the server serving TLS on this port?"
 PLAIN_HINT = "does this port expect TLS?"
 # subcommands named with their command in messages and ACL hints: CLIENT LIST, FUNCTION LIST
@@ -281,9 +284,11 @@ class RespConnection:
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self._pos = 0
-        # the exchange under way: its deadline, what it is (for messages), bytes received, how many before
-        self._limit = self.deadline
-        self._what = ""
+        # the exchange under way: its commands, when it must end and which limit that is, bytes received;
+        # and how many exchanges came before
+        self._commands: list = []
+        self._limit_at = math.inf
+        self._by_command_timeout = True
         self._received = 0
         self._exchanges = 0
 
@@ -413,8 +418,11 @@ class RespConnection:
 
     def _exchange(self, commands: list) -> list:
         self._open()
-        self._limit = self.deadline.sooner(self.command_timeout, "command_timeout")
-        self._what = describe_commands(commands)
+        self._limit_at = time.monotonic() + self.command_timeout
+        self._by_command_timeout = self._limit_at <= self.deadline.at
+        if not self._by_command_timeout:
+            self._limit_at = self.deadline.at
+        self._commands = commands
         self._received = 0
         self._send(b"".join(encode_command(tuple(command)) for command in commands))
         replies = []
@@ -426,11 +434,30 @@ class RespConnection:
         self._exchanges += 1
         return replies
 
+    @property
+    def _what(self) -> str:
+        """The exchange under way, for messages (built only when one is needed)."""
+        return describe_commands(self._commands)
+
+    def _limit_phrase(self) -> str:
+        if self._by_command_timeout:
+            return f"within {self.command_timeout:g} s (command_timeout)"
+        return self.deadline.phrase()
+
     def _remaining(self) -> float:
-        remaining = self._limit.remaining()
+        remaining = self._limit_at - time.monotonic()
         if remaining <= 0:
             raise self._cut_short(closed=False)
         return remaining
+
+    def _bounded(self) -> socket.socket:
+        """The socket, its timeout no longer than the time left to the exchange's deadline (within TIMEOUT_SLACK)."""
+        sock = self._open()
+        remaining = self._remaining()
+        current = sock.gettimeout()
+        if current is None or abs(current - remaining) > TIMEOUT_SLACK:
+            sock.settimeout(remaining)
+        return sock
 
     def _open(self) -> socket.socket:
         if self._sock is None:
@@ -438,12 +465,11 @@ class RespConnection:
         return self._sock
 
     def _send(self, payload: bytes) -> None:
-        sock = self._open()
-        sock.settimeout(self._remaining())
+        sock = self._bounded()
         try:
             sock.sendall(payload)  # since Python 3.5 the timeout bounds the whole sendall
         except socket.timeout:
-            raise ReplyTimeout(f"did not answer in time: it did not take {self._what} {self._limit.phrase()}") from None
+            raise ReplyTimeout(f"did not answer in time: it did not take {self._what} {self._limit_phrase()}") from None
         except OSError as exc:
             raise ConnectionLost(f"closed the connection while the probe sent {self._what}: "
                                  f"{exc.strerror or exc}{self._plain_hint()}") from None
@@ -472,20 +498,21 @@ class RespConnection:
             return ConnectionLost(f"closed the connection without answering {what}{self._plain_hint()}")
         if self._received:
             return ReplyTimeout(f"sent its reply too slowly: only {received} of the reply to {what} arrived "
-                                f"{self._limit.phrase()}")
-        return ReplyTimeout(f"did not answer in time: no reply to {what} {self._limit.phrase()}")
+                                f"{self._limit_phrase()}")
+        return ReplyTimeout(f"did not answer in time: no reply to {what} {self._limit_phrase()}")
 
     def _fill(self) -> None:
         """Reads what has arrived, waiting at most until the exchange's deadline."""
-        sock = self._open()
-        sock.settimeout(self._remaining())
-        try:
-            chunk = sock.recv(READ_CHUNK)
-        except socket.timeout:
-            raise self._cut_short(closed=False) from None
-        except OSError as exc:
-            raise ConnectionLost(f"reset the connection during its reply to {self._what}: "
-                                 f"{exc.strerror or exc}{self._plain_hint()}") from None
+        while True:
+            sock = self._bounded()
+            try:
+                chunk = sock.recv(READ_CHUNK)
+                break
+            except socket.timeout:
+                continue  # _bounded() raises when the deadline has passed; else the timeout was short by the slack
+            except OSError as exc:
+                raise ConnectionLost(f"reset the connection during its reply to {self._what}: "
+                                     f"{exc.strerror or exc}{self._plain_hint()}") from None
         if not chunk:
             raise self._cut_short(closed=True)
         if self._pos:
