@@ -172,9 +172,16 @@ def test_client_growth_is_detected_and_stability_passes(tmp_path, redis_server):
 
     leaked: list = []
     stop = threading.Event()
+    admin = redis.Redis(port=redis_server.port)
+
+    def probe_connected() -> bool:
+        return any(client.get("name") == "emp-deploy-probe" for client in admin.client_list())
 
     def leak_connections():
-        while not stop.is_set() and len(leaked) < 60:
+        # leak only while the probe is connected (its growth window), however long ansible-playbook takes to start
+        while not stop.is_set() and not probe_connected():
+            time.sleep(0.02)
+        while not stop.is_set() and len(leaked) < 60 and probe_connected():
             client = redis.Redis(port=redis_server.port, client_name="emp-leaky")
             client.ping()
             leaked.append(client)
@@ -188,9 +195,9 @@ def test_client_growth_is_detected_and_stability_passes(tmp_path, redis_server):
     finally:
         stop.set()
         thread.join()
-        for client in leaked:
+        for client in leaked + [admin]:
             client.close()
-    assert growing["failed"] is True
+    assert growing["failed"] is True, growing
     assert growing["growth"]["delta"] > 2
     assert growing["problems"][0].startswith(f"connected clients grew by {growing['growth']['delta']} (")
 
@@ -246,13 +253,11 @@ def test_tls_with_a_throwaway_ca(tmp_path, redis_factory):
 def test_stopped_server_fails_fast_naming_host_and_port(tmp_path, redis_server):
     port = redis_server.port
     redis_server.stop()
-    started = time.monotonic()
     result, proc = probe(tmp_path, {"port": port, "connect_timeout": 2})
-    elapsed = time.monotonic() - started
     assert result["failed"] is True
     assert result["reachable"] is False and result["healthy"] is False
     assert result["msg"] == f"cannot connect to Redis at 127.0.0.1:{port}: Connection refused"
-    assert elapsed < 15  # ansible-playbook start-up included; the probe itself gives up at once
+    assert result["duration_ms"] < 1000  # refused at once: the probe does not wait for connect_timeout
 
 
 def test_silent_port_times_out_within_the_command_timeout(tmp_path):
