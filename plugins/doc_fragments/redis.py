@@ -16,6 +16,10 @@ options:
         C(unix:///path/to/redis.sock[?db=N]).
       - Mutually exclusive with O(host), O(port), O(db) and O(tls). O(username) and O(password)
         given as options take precedence over credentials in the URL.
+      - An IPv6 address goes in brackets, C(redis://[::1]:6379/0).
+      - Characters with a meaning in URLs (C(@), C(:), C(/), C(?), C(#), C(%)) are best percent-encoded in a
+        password (C(#) as C(%23)). Unencoded, they are still read correctly whenever the URL can be read only
+        one way. Messages never quote the URL's credentials, not even when it cannot be read.
     type: str
   host:
     description: Redis host name or address.
@@ -57,23 +61,30 @@ options:
     type: bool
     default: true
   connect_timeout:
-    description: Seconds to wait for the TCP (and TLS) connection.
+    description:
+      - Seconds the whole connection may take - name resolution, TCP connect and TLS handshake together.
     type: float
     default: 5.0
   command_timeout:
-    description: Seconds to wait for the answer to each command.
+    description:
+      - Seconds each command's whole reply may take, however slowly its bytes arrive (a pipelined round
+        trip counts as one command).
     type: float
     default: 5.0
   client_name:
     description:
-      - Name the probe's own connection announces with C(CLIENT SETNAME), so that it can be
-        told apart (and left out of client counts).
+      - Name the probe's own connection announces with C(CLIENT SETNAME), so that people can tell it apart.
+        Connections with this name (other probes) are left out of client counts too.
+      - An empty string leaves the connection unnamed (no C(CLIENT SETNAME)). Either way the probe leaves
+        its own connection out of client counts, by its connection id.
+      - Printable ASCII without spaces, as Redis requires.
     type: str
     default: emp-deploy-probe
 notes:
   - No Python library is needed on the target. The probes speak RESP2 over one connection with a
     small built-in client, so every task avoids the 100-180 ms import of redis-py 8, and no call is
     ever retried behind the probe's back (redis-py 6 and later retry with backoff by default, which
-    hides outages and stretches timeouts). Every call is bound by O(connect_timeout) and
-    O(command_timeout).
+    hides outages and stretches timeouts). Each step is bound by a deadline, not by a per-read timeout -
+    O(connect_timeout) for the connection, O(command_timeout) for each whole reply - so a server that
+    drips its answer one byte at a time cannot hold the task.
 """

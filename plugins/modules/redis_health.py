@@ -22,8 +22,11 @@ description:
   - "Checklist items: Redis Connection Test; Job Queue Integrity (worker registration and heartbeat,
     Redis functions loaded); post-deployment Redis connection count stable, not growing; alert Redis
     connection failures."
-  - It never uses blocking commands or commands that walk the whole keyspace, such as C(KEYS); workers are read with a bounded
-    C(SSCAN) and their heartbeat keys with one pipelined C(PTTL) round trip.
+  - It never uses blocking commands or commands that walk the whole keyspace, such as C(KEYS); workers are counted with
+    C(SCARD), read with a bounded C(SSCAN) and their heartbeat keys with one pipelined C(PTTL) round trip.
+  - The whole task is bounded by O(timeout), whatever the server does. A server that answers one byte at a time
+    fails the probe when O(command_timeout) or O(timeout) runs out, with the structured result and a message
+    saying what was too slow.
 author:
   - emp.deploy maintainers (@emp-deploy)
 extends_documentation_fragment:
@@ -84,11 +87,19 @@ options:
     type: str
     default: "worker:{id}:heartbeat"
   max_workers_scanned:
-    description: Upper bound on the worker ids read from O(workers_key), so the probe stays cheap.
+    description:
+      - Upper bound on the worker ids read from O(workers_key), so the probe stays cheap. The set's real size
+        comes from C(SCARD); C(truncated) in RV(workers) says whether the scan stopped at this bound.
     type: int
     default: 10000
   min_live_workers:
-    description: Lowest acceptable number of active workers whose heartbeat key is live.
+    description:
+      - Lowest acceptable number of active workers whose heartbeat key is live.
+      - When the scan stopped at O(max_workers_scanned), only the scanned sample was checked. The threshold then
+        holds when the sample alone has enough live workers, and fails when it could not hold even if every
+        worker left unscanned were live. Between the two it cannot be judged, and that is a problem too
+        (nothing passes for lack of data); the message gives an estimate from the sample
+        (C(live_estimate) in RV(workers)) and the O(max_workers_scanned) that would judge it.
     type: int
   max_client_growth:
     description:
@@ -112,6 +123,24 @@ options:
     description: Seconds between two polls of O(wait_for_reconnect).
     type: float
     default: 0.5
+  timeout:
+    description:
+      - Seconds the whole task may take at most, everything included - name resolution, connecting, the TLS
+        handshake, authentication, latency samples, the worker scan, O(growth_window_s) and every poll of
+        O(wait_for_reconnect). When it runs out, the task fails with what was measured so far.
+      - O(connect_timeout) and O(command_timeout) still bound each step; this bounds their sum.
+      - When not set it is O(connect_timeout) plus 30 seconds for the measurement, plus O(wait_timeout) with
+        O(wait_for_reconnect=true), plus O(growth_window_s) with O(max_client_growth). RV(timeout_s) returns
+        the value used.
+      - With O(max_client_growth) it must be longer than O(growth_window_s).
+    type: float
+notes:
+  - "Commands the probe sends, for an ACL user: C(AUTH), C(SELECT) (O(db) other than 0), C(CLIENT SETNAME) (unless
+    O(client_name) is empty), C(CLIENT ID), C(CLIENT LIST), C(PING), C(INFO), C(DBSIZE), C(FUNCTION LIST), C(ZCARD),
+    C(SCARD), C(SSCAN) and C(PTTL), with read access to O(queue_key), O(workers_key) and the heartbeat keys, for
+    example C(ACL SETUSER probe on >password +ping +info +dbsize +client|id +client|list +client|setname
+    +function|list +zcard +scard +sscan +pttl %R~*). A command the user may not run is reported as a permission
+    problem naming the command, not as an authentication failure."
 seealso:
   - module: emp.deploy.gate
     description: Samples this probe over a soak window and decides GO or NO-GO.
@@ -187,8 +216,9 @@ latency_ms:
   type: dict
 clients:
   description:
-    - C(connected) and C(by_name) leave out this probe's own connection; C(connected_total) is the
-      server's figure. C(unnamed) counts connections without a name. C(expected) has each pattern of
+    - C(connected) and C(by_name) leave out this probe's own connection (known by its connection id, named or
+      not) and other connections named O(client_name) (other probes); C(connected_total) is the server's
+      figure. C(unnamed) counts connections without a name. C(expected) has each pattern of
       O(expected_client_names) with the count that matched it.
   returned: when reachable
   type: dict
@@ -218,12 +248,16 @@ queue:
   sample: {key: "jobs:pending", pending: 12}
 workers:
   description:
-    - Active worker ids read from O(workers_key), which of them have a live heartbeat key, and the
-      remaining heartbeat TTL of each live one. Lists hold at most 1000 ids.
+    - C(active_count) is the size of O(workers_key) (C(SCARD)). C(scanned) ids were read from it, at most
+      O(max_workers_scanned); C(truncated) is true when the scan stopped at that bound.
+    - C(live_count) and C(stale_count) count the scanned ids whose heartbeat key is live or not; with a
+      truncated scan C(live_estimate) extrapolates C(live_count) to C(active_count) (an estimate from a
+      sample of C(scanned)), otherwise it equals C(live_count).
+    - C(live), C(stale) and C(heartbeat_ttl_s) (remaining TTL of each live heartbeat) hold at most 1000 ids.
   returned: when reachable
   type: dict
-  sample: {active_count: 2, live_count: 1, stale_count: 1, live: [m1-worker-mock-0], stale: [m1-worker-mock-1],
-           heartbeat_ttl_s: {m1-worker-mock-0: 41.2}, scanned: 2, truncated: false}
+  sample: {active_count: 2, scanned: 2, truncated: false, live_count: 1, stale_count: 1, live_estimate: 1,
+           live: [m1-worker-mock-0], stale: [m1-worker-mock-1], heartbeat_ttl_s: {m1-worker-mock-0: 41.2}}
 growth:
   description: Connected clients (without the probe) at the start and end of O(growth_window_s), and the delta.
   returned: when O(max_client_growth) is set and Redis was reachable
@@ -244,10 +278,16 @@ duration_ms:
   description: Time the probe spent, in milliseconds.
   returned: always
   type: float
+timeout_s:
+  description: The bound on the whole task, in seconds (O(timeout), or the value derived from the other options).
+  returned: always
+  type: float
+  sample: 35.0
 """
 
 import fnmatch
 import time
+from typing import Callable
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.emp.deploy.plugins.module_utils._redis import (
@@ -259,11 +299,13 @@ from ansible_collections.emp.deploy.plugins.module_utils._redis import (
     open_connection,
     validate_connection_params,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._resp import ReplyError, parse_client_list, parse_info
+from ansible_collections.emp.deploy.plugins.module_utils._resp import Deadline, ReplyError, parse_client_list, parse_info
 from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 
 LIST_LIMIT = 1000
 SSCAN_BATCH = 500
+# what a single measurement may take on top of connect_timeout when `timeout` is not set
+MEASURE_BUDGET_S = 30.0
 
 THRESHOLD_ARGSPEC: dict = dict(
     latency_samples=dict(type="int", default=10),
@@ -284,6 +326,7 @@ THRESHOLD_ARGSPEC: dict = dict(
     wait_for_reconnect=dict(type="bool", default=False),
     wait_timeout=dict(type="float", default=60.0),
     wait_interval=dict(type="float", default=0.5),
+    timeout=dict(type="float"),
 )
 
 
@@ -314,9 +357,21 @@ def _expected_function_names(raw: dict | None) -> dict:
     return libraries
 
 
+def _timeout_problem(params: dict) -> str | None:
+    timeout = params["timeout"]
+    if timeout is None:
+        return None
+    if timeout <= 0:
+        return f"timeout must be greater than 0, got {timeout}"
+    if params["max_client_growth"] is not None and timeout <= params["growth_window_s"]:
+        return (f"timeout ({timeout:g} s) must be longer than growth_window_s ({params['growth_window_s']:g} s), "
+                f"which max_client_growth waits")
+    return None
+
+
 def validate_options(params: dict) -> str | None:
     """A sentence describing the first invalid option, or None."""
-    problem = validate_connection_params(params)
+    problem = validate_connection_params(params) or _timeout_problem(params)
     if problem:
         return problem
     if not 1 <= params["latency_samples"] <= 100000:
@@ -338,6 +393,18 @@ def validate_options(params: dict) -> str | None:
     return None
 
 
+def effective_timeout(params: dict) -> float:
+    """The bound on the whole task: `timeout`, or what the other options add up to."""
+    if params["timeout"] is not None:
+        return float(params["timeout"])
+    budget = params["connect_timeout"] + MEASURE_BUDGET_S
+    if params["wait_for_reconnect"]:
+        budget += params["wait_timeout"]
+    if params["max_client_growth"] is not None:
+        budget += params["growth_window_s"]
+    return budget
+
+
 # --- measurements --------------------------------------------------------------------------------
 
 def measure_latency(conn, samples: int) -> dict:
@@ -349,14 +416,24 @@ def measure_latency(conn, samples: int) -> dict:
     return summarize(timings)
 
 
-def count_clients_by_name(client_list: list, own_name: str) -> tuple[dict, int]:
-    """Connections per client name, leaving out the probe's own; plus the unnamed count."""
+def probe_matcher(own_id, own_name: str) -> Callable[[dict], bool]:
+    """Tells the probe's connections in CLIENT LIST: its own (by id, named or not) and other probes (by name)."""
+    own = str(own_id) if own_id is not None else None
+
+    def is_probe(entry: dict) -> bool:
+        return (own is not None and entry.get("id") == own) or bool(own_name) and entry.get("name") == own_name
+
+    return is_probe
+
+
+def count_clients_by_name(client_list: list, is_probe: Callable[[dict], bool]) -> tuple[dict, int]:
+    """Connections per client name, leaving out the probe's; plus the unnamed count."""
     by_name: dict = {}
     unnamed = 0
     for entry in client_list:
-        name = entry.get("name") or ""
-        if name == own_name:
+        if is_probe(entry):
             continue
+        name = entry.get("name") or ""
         if name:
             by_name[name] = by_name.get(name, 0) + 1
         else:
@@ -368,12 +445,12 @@ def count_matching(by_name: dict, pattern: str) -> int:
     return sum(count for name, count in by_name.items() if fnmatch.fnmatchcase(name, pattern))
 
 
-def clients_section(info: dict, client_list: list, own_name: str, expected: dict) -> dict:
-    by_name, unnamed = count_clients_by_name(client_list, own_name)
-    own = len(client_list) - sum(by_name.values()) - unnamed
+def clients_section(info: dict, client_list: list, is_probe: Callable[[dict], bool], expected: dict) -> dict:
+    by_name, unnamed = count_clients_by_name(client_list, is_probe)
+    probes = len(client_list) - sum(by_name.values()) - unnamed
     total = int(info.get("connected_clients", len(client_list)))
     return {
-        "connected": max(total - own, 0),
+        "connected": max(total - probes, 0),
         "connected_total": total,
         "blocked": int(info.get("blocked_clients", 0)),
         "rejected_connections": int(info.get("rejected_connections", 0)),
@@ -418,68 +495,83 @@ def _pairs_to_dict(value) -> dict:
     return dict(zip(value[::2], value[1::2]))
 
 
-def read_functions(conn) -> dict | None:
-    try:
-        libraries = conn.execute("FUNCTION", "LIST")
-    except ReplyError as exc:  # an unknown command before Redis 7
-        if "unknown" in str(exc).lower():
-            return None
-        raise
+def _unknown_command(reply) -> bool:
+    return isinstance(reply, ReplyError) and "unknown" in str(reply).lower()
+
+
+def _checked(reply):
+    if isinstance(reply, ReplyError):
+        raise reply
+    return reply
+
+
+def loaded_functions(reply) -> dict | None:
+    """FUNCTION LIST's reply as {library: [function names]}; None before Redis 7 (an unknown command)."""
+    if _unknown_command(reply):
+        return None
     loaded = {}
-    for raw in libraries or []:
+    for raw in _checked(reply) or []:
         library = _pairs_to_dict(raw)
         functions = [_pairs_to_dict(function).get("name") for function in library.get("functions") or []]
         loaded[library.get("library_name")] = sorted(name for name in functions if name)
     return loaded
 
 
-def read_workers(conn, params: dict) -> dict:
-    """Active workers by bounded SSCAN, and their heartbeat TTLs in one pipelined round trip."""
-    limit = params["max_workers_scanned"]
-    worker_ids: list = []
+def scan_worker_ids(conn, key: str, limit: int) -> tuple[list, bool]:
+    """Up to `limit` distinct ids by SSCAN, and whether the scan stopped before the end of the set."""
+    seen: dict = {}  # SSCAN may return an id twice; a dict keeps the order the scan met them in
     cursor = "0"
-    truncated = False
     while True:
-        cursor, batch = conn.execute("SSCAN", params["workers_key"], cursor, "COUNT", SSCAN_BATCH)
-        worker_ids.extend(batch)
-        if len(worker_ids) >= limit:
-            truncated = cursor != "0" or len(worker_ids) > limit
-            worker_ids = worker_ids[:limit]
+        cursor, batch = conn.execute("SSCAN", key, cursor, "COUNT", SSCAN_BATCH)
+        seen.update(dict.fromkeys(batch))
+        if cursor == "0" or len(seen) >= limit:
             break
-        if cursor == "0":
-            break
-    worker_ids = sorted(set(worker_ids))
-    ttls = conn.pipeline([("PTTL", params["heartbeat_key_template"].replace("{id}", wid)) for wid in worker_ids])
-    for reply in ttls:
-        if isinstance(reply, ReplyError):
-            raise reply
+    ids = list(seen)
+    return ids[:limit], cursor != "0" or len(ids) > limit
+
+
+def read_workers(conn, params: dict, active_total: int) -> dict:
+    """Active workers (SCARD for the real count), a bounded SSCAN sample of them, and their
+    heartbeat TTLs in one pipelined round trip."""
+    worker_ids, truncated = scan_worker_ids(conn, params["workers_key"], params["max_workers_scanned"])
+    worker_ids.sort()
+    ttls = [_checked(reply) for reply in conn.pipeline(
+        [("PTTL", params["heartbeat_key_template"].replace("{id}", wid)) for wid in worker_ids])]
     live = {wid: ttl for wid, ttl in zip(worker_ids, ttls) if ttl > 0 or ttl == -1}
     stale = [wid for wid in worker_ids if wid not in live]
+    active = max(active_total, len(worker_ids))
+    estimate = round(len(live) * active / len(worker_ids)) if truncated and worker_ids else len(live)
     return {
         "key": params["workers_key"],
-        "active_count": len(worker_ids),
+        "active_count": active,
+        "scanned": len(worker_ids),
+        "truncated": truncated,
         "live_count": len(live),
         "stale_count": len(stale),
+        "live_estimate": estimate,
         "active": worker_ids[:LIST_LIMIT],
         "live": sorted(live)[:LIST_LIMIT],
         "stale": stale[:LIST_LIMIT],
         "heartbeat_ttl_s": {wid: (round(ttl / 1000.0, 1) if ttl > 0 else None) for wid, ttl in sorted(live.items())[:LIST_LIMIT]},
-        "scanned": len(worker_ids),
-        "truncated": truncated,
     }
 
 
-def connected_without_probe(conn, own_name: str) -> int:
-    return sum(1 for entry in parse_client_list(conn.execute("CLIENT", "LIST")) if (entry.get("name") or "") != own_name)
+def connected_without_probe(conn, is_probe: Callable[[dict], bool]) -> int:
+    return sum(1 for entry in parse_client_list(conn.execute("CLIENT", "LIST")) if not is_probe(entry))
 
 
-def measure(conn, params: dict) -> dict:
-    """One full read-only measurement. Redis errors propagate to the caller."""
+def measure(conn, params: dict) -> tuple[dict, Callable[[dict], bool]]:
+    """One full read-only measurement, and how to tell the probe's connections. Redis errors propagate."""
     latency = measure_latency(conn, params["latency_samples"])
-    info = parse_info(conn.execute("INFO"))
-    own_name = params.get("client_name") or ""
-    client_list = parse_client_list(conn.execute("CLIENT", "LIST"))
-    return {
+    # one round trip for everything that is not a latency sample or the worker scan
+    info_text, own_id, client_text, dbsize, functions, pending, active_total = conn.pipeline([
+        ("INFO",), ("CLIENT", "ID"), ("CLIENT", "LIST"), ("DBSIZE",), ("FUNCTION", "LIST"),
+        ("ZCARD", params["queue_key"]), ("SCARD", params["workers_key"]),
+    ])
+    info = parse_info(_checked(info_text))
+    # CLIENT ID is Redis 5 and later; before that only the name tells the probe's connection
+    is_probe = probe_matcher(None if _unknown_command(own_id) else _checked(own_id), params.get("client_name") or "")
+    report = {
         "reachable": True,
         "server": {
             "version": info.get("redis_version"),
@@ -488,22 +580,27 @@ def measure(conn, params: dict) -> dict:
             "uptime_s": info.get("uptime_in_seconds"),
         },
         "latency_ms": latency,
-        "clients": clients_section(info, client_list, own_name, params["expected_client_names"]),
+        "clients": clients_section(info, parse_client_list(_checked(client_text)), is_probe,
+                                   params["expected_client_names"]),
         "memory": memory_section(info),
         "persistence": persistence_section(info),
-        "keyspace": keyspace_section(info, conn.execute("DBSIZE")),
-        "functions": read_functions(conn),
-        "queue": {"key": params["queue_key"], "pending": conn.execute("ZCARD", params["queue_key"])},
-        "workers": read_workers(conn, params),
+        "keyspace": keyspace_section(info, _checked(dbsize)),
+        "functions": loaded_functions(functions),
+        "queue": {"key": params["queue_key"], "pending": _checked(pending)},
+        "workers": read_workers(conn, params, _checked(active_total)),
     }
+    return report, is_probe
 
 
-def measure_growth(conn, params: dict) -> dict:
-    own_name = params.get("client_name") or ""
-    start = connected_without_probe(conn, own_name)
-    time.sleep(params["growth_window_s"])
-    end = connected_without_probe(conn, own_name)
-    return {"window_s": params["growth_window_s"], "start": start, "end": end, "delta": end - start}
+def measure_growth(conn, params: dict, is_probe: Callable[[dict], bool], deadline: Deadline) -> dict:
+    window = params["growth_window_s"]
+    start = connected_without_probe(conn, is_probe)
+    if deadline.remaining() < window:
+        raise ProbeError(f"the probe's overall timeout of {deadline.seconds:g} s leaves {max(deadline.remaining(), 0):.1f} s, "
+                         f"not enough for growth_window_s {window:g} s; raise timeout")
+    time.sleep(window)
+    end = connected_without_probe(conn, is_probe)
+    return {"window_s": window, "start": start, "end": end, "delta": end - start}
 
 
 # --- thresholds ----------------------------------------------------------------------------------
@@ -522,6 +619,26 @@ def _function_problems(loaded: dict | None, expected: dict, version: str | None)
         if missing:
             problems.append(f"function library '{library}' lacks {', '.join(missing)}")
     return problems
+
+
+def live_workers_problem(workers: dict, minimum: int | None) -> str | None:
+    """Judges min_live_workers; a bounded scan passes or fails only when its sample decides it."""
+    if minimum is None:
+        return None
+    live, scanned, active = workers["live_count"], workers["scanned"], workers["active_count"]
+    if not workers["truncated"]:
+        if live < minimum:
+            return f"{live} of {active} active workers have a live heartbeat, expected at least {minimum}"
+        return None
+    if live >= minimum:  # the live workers found in the sample are enough on their own
+        return None
+    most = live + active - scanned
+    if most < minimum:  # even if every worker the scan did not reach were live
+        return (f"at most {most} of {active} active workers can have a live heartbeat ({live} live among the "
+                f"{scanned} scanned, max_workers_scanned), expected at least {minimum}")
+    return (f"min_live_workers {minimum} cannot be judged: the scan stopped at max_workers_scanned "
+            f"({scanned} of {active} active workers) and found {live} live among them, an estimate of about "
+            f"{workers['live_estimate']} live in all from that sample; raise max_workers_scanned to {active} to judge it")
 
 
 def threshold_problems(report: dict, params: dict) -> list:
@@ -548,10 +665,9 @@ def threshold_problems(report: dict, params: dict) -> list:
     pending = report["queue"]["pending"]
     if params["max_queue_depth"] is not None and pending > params["max_queue_depth"]:
         problems.append(f"queue '{params['queue_key']}' holds {pending} jobs > {params['max_queue_depth']}")
-    workers = report["workers"]
-    if params["min_live_workers"] is not None and workers["live_count"] < params["min_live_workers"]:
-        problems.append(f"{workers['live_count']} of {workers['active_count']} active workers have a live heartbeat, "
-                        f"expected at least {params['min_live_workers']}")
+    workers_problem = live_workers_problem(report["workers"], params["min_live_workers"])
+    if workers_problem:
+        problems.append(workers_problem)
     growth = report.get("growth")
     if growth and params["max_client_growth"] is not None and growth["delta"] > params["max_client_growth"]:
         problems.append(f"connected clients grew by {growth['delta']} ({growth['start']} -> {growth['end']}) in "
@@ -561,15 +677,17 @@ def threshold_problems(report: dict, params: dict) -> list:
 
 # --- one pass and the reconnect loop -------------------------------------------------------------
 
-def probe_once(params: dict, with_growth: bool) -> tuple[dict, list]:
-    """Measures once; raises ProbeError with a sentence when Redis cannot be measured."""
+def probe_once(params: dict, with_growth: bool, deadline: Deadline) -> tuple[dict, list]:
+    """Measures once within the deadline; raises ProbeError with a sentence when Redis cannot be measured."""
     target = describe_target(params)
     conn = None
     try:
-        conn = open_connection(params)
-        report = measure(conn, params)
+        conn = open_connection(params, deadline)
+        report, is_probe = measure(conn, params)
         if with_growth:
-            report["growth"] = measure_growth(conn, params)
+            report["growth"] = measure_growth(conn, params, is_probe, deadline)
+    except ProbeError:
+        raise
     except Exception as exc:
         raise ProbeError(explain_failure(exc, target, params)) from exc
     finally:
@@ -578,10 +696,10 @@ def probe_once(params: dict, with_growth: bool) -> tuple[dict, list]:
     return report, threshold_problems(report, params)
 
 
-def wait_until_healthy(params: dict, with_growth: bool) -> tuple[dict, list, dict]:
-    """Polls until Redis answers and every threshold holds, or wait_timeout passes."""
+def wait_until_healthy(params: dict, with_growth: bool, deadline: Deadline) -> tuple[dict, list, dict]:
+    """Polls until Redis answers and every threshold holds, or wait_timeout (or the overall timeout) passes."""
     started = time.monotonic()
-    deadline = started + params["wait_timeout"]
+    wait_deadline = deadline.sooner(params["wait_timeout"], "wait_timeout")
     attempts = 0
     first_failure = None
     outage_s = None
@@ -591,15 +709,15 @@ def wait_until_healthy(params: dict, with_growth: bool) -> tuple[dict, list, dic
         attempts += 1
         now = time.monotonic()
         try:
-            report, problems = probe_once(params, with_growth=False)
+            report, problems = probe_once(params, with_growth=False, deadline=deadline)
             if first_failure is not None and outage_s is None:
                 outage_s = round(now - first_failure, 3)
         except ProbeError as exc:
             first_failure = now if first_failure is None else first_failure
             report, problems = {"reachable": False, "error": str(exc)}, [str(exc)]
-        if not problems or time.monotonic() >= deadline:
+        if not problems or wait_deadline.remaining() <= 0:
             break
-        time.sleep(max(0.0, min(params["wait_interval"], deadline - time.monotonic())))
+        time.sleep(max(0.0, min(params["wait_interval"], wait_deadline.remaining())))
     wait = {
         "waited_s": round(time.monotonic() - started, 3),
         "attempts": attempts,
@@ -609,26 +727,28 @@ def wait_until_healthy(params: dict, with_growth: bool) -> tuple[dict, list, dic
         "timeout_s": params["wait_timeout"],
     }
     if not problems and with_growth:
-        report, problems = probe_once(params, with_growth=True)
+        report, problems = probe_once(params, with_growth=True, deadline=deadline)
+    if not wait["recovered"]:
+        limit = (f"within {params['wait_timeout']} s" if wait_deadline.option == "wait_timeout"
+                 else f"within the probe's overall timeout of {deadline.seconds:g} s")
+        problems = [f"Redis at {describe_target(params)} did not recover {limit} ({attempts} polls): {problems[0]}",
+                    *problems[1:]]
     return report, problems, wait
 
 
 def run_probe(params: dict) -> dict:
     started = time.perf_counter()
-    target = describe_target(params)
-    with_growth = params["max_client_growth"] is not None
-    result: dict = {"changed": False, "target": target}
-    if params["wait_for_reconnect"]:
-        report, problems, wait = wait_until_healthy(params, with_growth)
-        result["wait"] = wait
-        if not wait["recovered"]:
-            problems = [f"Redis at {target} did not recover within {params['wait_timeout']} s "
-                        f"({wait['attempts']} polls): {problems[0]}"] + problems[1:]
-    else:
-        try:
-            report, problems = probe_once(params, with_growth)
-        except ProbeError as exc:
-            report, problems = {"reachable": False, "error": str(exc)}, [str(exc)]
+    timeout = effective_timeout(params)
+    deadline = Deadline(timeout, "timeout")
+    result: dict = {"changed": False, "target": describe_target(params), "timeout_s": timeout}
+    try:
+        if params["wait_for_reconnect"]:
+            report, problems, result["wait"] = wait_until_healthy(params, params["max_client_growth"] is not None,
+                                                                  deadline)
+        else:
+            report, problems = probe_once(params, params["max_client_growth"] is not None, deadline)
+    except ProbeError as exc:
+        report, problems = {"reachable": False, "error": str(exc)}, [str(exc)]
     result.update(report)
     result["healthy"] = not problems
     result["problems"] = problems

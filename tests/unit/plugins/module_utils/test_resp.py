@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
 from ansible_collections.emp.deploy.plugins.module_utils import _resp
+from tests.integration.redis_fault_peers import FaultPeer
 
 
 def test_encode_command_is_resp2():
@@ -18,6 +20,14 @@ def test_encode_command_is_resp2():
     ("rediss://user:p%40ss@cache", {"host": "cache", "port": 6379, "db": 0, "tls": True, "password": "p@ss",
                                     "username": "user"}),
     ("unix:///run/redis.sock?db=3&password=x", {"unix_path": "/run/redis.sock", "db": 3, "password": "x"}),
+    # reserved characters left unencoded in a password are read the only way they can be
+    ("redis://:pa#ss@127.0.0.1:6390/2", {"host": "127.0.0.1", "port": 6390, "db": 2, "password": "pa#ss"}),
+    ("redis://u:p@s/s?w#d@cache:6390", {"host": "cache", "port": 6390, "username": "u", "password": "p@s/s?w#d"}),
+    ("redis://:12?34@cache/1", {"host": "cache", "db": 1, "password": "12?34"}),
+    ("redis://cache/0?password=a@b", {"host": "cache", "password": "a@b", "username": None}),
+    ("redis://[::1]:6390/0", {"host": "::1", "port": 6390}),
+    ("redis://:pw@[::1]/0", {"host": "::1", "port": 6379, "password": "pw"}),
+    ("redis://", {"host": "127.0.0.1", "port": 6379, "db": 0}),
 ])
 def test_parse_redis_url(url, expected):
     settings = _resp.parse_redis_url(url)
@@ -101,3 +111,106 @@ def test_refused_connection():
     with pytest.raises(_resp.ConnectFailed) as caught:
         connection(port)
     assert "refused" in str(caught.value).lower()
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("redis://h:0/1", "the port is not a number between 1 and 65535"),
+    ("redis://h/x", "the database is not a whole number"),
+    ("redis://h/0#x", "it has a '#' part; write '#' in a password as %23"),
+    ("http://h", "it does not start with redis://, rediss:// or unix://"),
+    ("unix://", "the socket path is missing"),
+])
+def test_unreadable_urls_say_why_without_quoting_them(url, reason):
+    with pytest.raises(_resp.UrlError) as caught:
+        _resp.parse_redis_url(url)
+    assert str(caught.value).startswith(reason)
+
+
+def test_format_host_port_brackets_ipv6():
+    assert _resp.format_host_port("::1", 6379) == "[::1]:6379"
+    assert _resp.format_host_port("cache", 6379) == "cache:6379"
+
+
+def test_error_replies_in_a_pipeline_name_their_command():
+    port = serve_once(b"+OK\r\n-NOPERM no permissions to run the 'client|list' command\r\n")
+    with connection(port) as conn:
+        replies = conn.pipeline([("PING",), ("CLIENT", "LIST")])
+    assert replies[0] == "OK" and replies[1].code == "NOPERM" and replies[1].command == "CLIENT LIST"
+
+
+def fault_connection(peer: FaultPeer, **kwargs) -> _resp.RespConnection:
+    kwargs.setdefault("connect_timeout", 2)
+    kwargs.setdefault("command_timeout", 0.5)
+    return _resp.RespConnection(host=peer.host, port=peer.port, **kwargs)
+
+
+def test_a_dripping_reply_is_bounded_by_command_timeout():
+    """One byte every 0.05 s of a 106-byte reply: 5 s per reply if each byte restarted the timeout."""
+    with FaultPeer("drip", interval=0.05, reply=b"$100\r\n" + b"x" * 100 + b"\r\n") as peer:
+        conn = fault_connection(peer, command_timeout=1).connect()
+        started = time.monotonic()
+        with pytest.raises(_resp.ReplyTimeout) as caught:
+            conn.execute("PING")
+        elapsed = time.monotonic() - started
+        conn.close()
+    assert str(caught.value).startswith("sent its reply too slowly: only ")
+    assert str(caught.value).endswith(" of the reply to PING arrived within 1 s (command_timeout)")
+    assert 1 <= elapsed < 3
+
+
+def test_the_overall_deadline_bounds_many_commands_that_each_answer_in_time():
+    with FaultPeer("slow", interval=0.1) as peer:
+        conn = fault_connection(peer, command_timeout=1, deadline=_resp.Deadline(0.5, "timeout")).connect()
+        started = time.monotonic()
+        with pytest.raises(_resp.ReplyTimeout) as caught:
+            for _sample in range(100):
+                conn.execute("PING")
+        elapsed = time.monotonic() - started
+        conn.close()
+    assert "within the probe's overall timeout of 0.5 s" in str(caught.value)
+    assert elapsed < 3  # 100 samples of 0.1 s without the deadline
+
+
+def test_a_peer_that_accepts_and_never_answers():
+    with FaultPeer("silent") as peer:
+        conn = fault_connection(peer, command_timeout=0.3).connect()
+        with pytest.raises(_resp.ReplyTimeout) as caught:
+            conn.execute("PING")
+        conn.close()
+    assert str(caught.value) == "did not answer in time: no reply to PING within 0.3 s (command_timeout)"
+
+
+def test_a_truncated_reply_says_the_connection_closed_mid_reply():
+    with FaultPeer("truncate") as peer:
+        conn = fault_connection(peer).connect()
+        with pytest.raises(_resp.ConnectionLost) as caught:
+            conn.execute("GET", "k")
+        conn.close()
+    assert str(caught.value) == "closed the connection in the middle of its reply to GET (after 9 bytes)"
+
+
+def test_a_silent_peer_fails_the_tls_handshake_with_a_hint_within_connect_timeout():
+    with FaultPeer("silent") as peer:
+        started = time.monotonic()
+        with pytest.raises(_resp.ConnectFailed) as caught:
+            fault_connection(peer, tls=True, connect_timeout=1).connect()
+        elapsed = time.monotonic() - started
+    assert str(caught.value).startswith("TLS handshake failed: is the server serving TLS on this port?")
+    assert elapsed < 3
+
+
+def test_a_plain_text_answer_to_the_tls_hello_gets_the_tls_hint():
+    with FaultPeer("slow", interval=0, reply=b"-ERR unknown command\r\n") as peer:
+        with pytest.raises(_resp.ConnectFailed) as caught:
+            fault_connection(peer, tls=True).connect()
+    assert str(caught.value).startswith("TLS handshake failed: is the server serving TLS on this port? (")
+
+
+def test_foreign_bytes_without_a_newline_are_named_at_once():
+    with FaultPeer("slow", interval=0, reply=b"\x16\x03\x01" + b"\x00" * 100) as peer:
+        conn = fault_connection(peer, command_timeout=5).connect()
+        started = time.monotonic()
+        with pytest.raises(_resp.ProtocolMismatch):
+            conn.execute("PING")
+        conn.close()
+    assert time.monotonic() - started < 4

@@ -22,15 +22,24 @@ def report(**overrides):
         "clients": {"connected": 3, "expected": {}},
         "functions": {},
         "queue": {"pending": 0},
-        "workers": {"live_count": 1, "active_count": 1},
+        "workers": {"live_count": 1, "active_count": 1, "scanned": 1, "truncated": False, "live_estimate": 1},
     }
     base.update(overrides)
     return base
 
 
 def test_count_clients_by_name_leaves_out_the_probe():
-    clients = [{"name": "emp-api"}, {"name": "emp-api"}, {"name": ""}, {"name": "emp-deploy-probe"}]
-    assert module.count_clients_by_name(clients, "emp-deploy-probe") == ({"emp-api": 2}, 1)
+    clients = [{"id": "1", "name": "emp-api"}, {"id": "2", "name": "emp-api"}, {"id": "3", "name": ""},
+               {"id": "4", "name": "emp-deploy-probe"}, {"id": "5", "name": "emp-deploy-probe"}]
+    # its own connection by id, other probes by name
+    assert module.count_clients_by_name(clients, module.probe_matcher(4, "emp-deploy-probe")) == ({"emp-api": 2}, 1)
+
+
+def test_an_unnamed_probe_leaves_out_only_its_own_connection():
+    clients = [{"id": "3", "name": ""}, {"id": "7", "name": ""}, {"id": "8", "name": "emp-api"}]
+    assert module.count_clients_by_name(clients, module.probe_matcher(7, "")) == ({"emp-api": 1}, 1)
+    section = module.clients_section({"connected_clients": 3}, clients, module.probe_matcher(7, ""), {})
+    assert section["connected"] == 2 and section["connected_total"] == 3
 
 
 def test_patterns_count_together():
@@ -92,14 +101,72 @@ def test_invalid_options(overrides, message):
 def test_wait_until_healthy_counts_an_outage(monkeypatch):
     outcomes = iter([module.ProbeError("down"), module.ProbeError("down"), (report(), [])])
 
-    def fake_probe_once(_params, with_growth):
+    def fake_probe_once(_params, with_growth, deadline):
         outcome = next(outcomes)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     monkeypatch.setattr(module, "probe_once", fake_probe_once)
-    _report, problems, wait = module.wait_until_healthy(params(wait_interval=0.01, wait_timeout=5), with_growth=False)
+    _report, problems, wait = module.wait_until_healthy(params(wait_interval=0.01, wait_timeout=5), with_growth=False,
+                                                        deadline=module.Deadline(60))
     assert problems == []
     assert wait["attempts"] == 3 and wait["outage_observed"] is True and wait["recovered"] is True
     assert wait["outage_s"] >= 0.01
+
+
+def workers(active: int, scanned: int, live: int) -> dict:
+    truncated = scanned < active
+    return {"active_count": active, "scanned": scanned, "live_count": live, "truncated": truncated,
+            "live_estimate": round(live * active / scanned) if truncated else live}
+
+
+@pytest.mark.parametrize("sample, minimum, expected", [
+    (workers(3, 3, 2), 3, "2 of 3 active workers have a live heartbeat, expected at least 3"),
+    (workers(3, 3, 3), 3, None),
+    # a bounded scan: the sample alone holds enough live workers
+    (workers(200000, 10000, 4986), 4000, None),
+    # a bounded scan: even every unscanned worker live would not be enough
+    (workers(12000, 10000, 100), 11000, "at most 2100 of 12000 active workers can have a live heartbeat "
+                                        "(100 live among the 10000 scanned, max_workers_scanned), expected at least 11000"),
+    # a bounded scan that cannot decide: a problem, never a pass
+    (workers(200000, 10000, 4986), 50000,
+     "min_live_workers 50000 cannot be judged: the scan stopped at max_workers_scanned (10000 of 200000 active "
+     "workers) and found 4986 live among them, an estimate of about 99720 live in all from that sample; raise "
+     "max_workers_scanned to 200000 to judge it"),
+    (workers(200000, 10000, 0), None, None),
+])
+def test_min_live_workers_on_a_bounded_scan(sample, minimum, expected):
+    assert module.live_workers_problem(sample, minimum) == expected
+
+
+def test_effective_timeout_adds_up_the_waits():
+    assert module.effective_timeout(params()) == 35.0
+    assert module.effective_timeout(params(wait_for_reconnect=True, wait_timeout=120)) == 155.0
+    assert module.effective_timeout(params(max_client_growth=0, growth_window_s=10)) == 45.0
+    assert module.effective_timeout(params(timeout=3, wait_for_reconnect=True)) == 3.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"timeout": 0}, "timeout must be greater than 0, got 0"),
+    ({"timeout": 5, "max_client_growth": 0, "growth_window_s": 10},
+     "timeout (5 s) must be longer than growth_window_s (10 s), which max_client_growth waits"),
+    ({"client_name": "two words"}, "client_name may hold only printable ASCII characters without spaces"),
+])
+def test_invalid_timeout_and_client_name(overrides, message):
+    merged = dict(DEFAULTS)
+    merged.update(overrides)
+    assert message in module.validate_options(merged)
+
+
+def test_a_wait_cut_by_the_overall_timeout_says_so(monkeypatch):
+    def always_down(_params, with_growth, deadline):
+        raise module.ProbeError("cannot connect to Redis at 127.0.0.1:1: Connection refused")
+
+    monkeypatch.setattr(module, "probe_once", always_down)
+    started = module.time.monotonic()
+    _report, problems, wait = module.wait_until_healthy(params(wait_interval=0.01, wait_timeout=60),
+                                                        with_growth=False, deadline=module.Deadline(0.3))
+    assert module.time.monotonic() - started < 5
+    assert wait["recovered"] is False
+    assert problems[0].startswith("Redis at 127.0.0.1:6379 did not recover within the probe's overall timeout of 0.3 s (")
