@@ -17,12 +17,42 @@ import pytest
 
 from conftest import BIN, ROOT, free_port, run_playbook
 
+# A test-local release step: returns emp_release_step as the real release step does, so the
+# callback journals a release record (rollback_scope=run rolls back only components that have one).
+RELEASE_MODULE = """#!/usr/bin/python
+from __future__ import annotations
+import os
+from ansible.module_utils.basic import AnsibleModule
+
+def main():
+    module = AnsibleModule({"component": {"required": True}, "version": {"required": True}},
+                           supports_check_mode=True)
+    p = module.params
+    module.exit_json(changed=True, emp_release_step={
+        "component": p["component"], "version": p["version"], "previous": "1.0", "changed": True,
+        "run_id": os.environ.get("EMP_DEPLOY_RUN_ID", ""), "host": "sandbox"})
+
+main()
+"""
+
+
+def test_library(tmp_path: Path) -> Path:
+    library = tmp_path / "library"
+    library.mkdir(exist_ok=True)
+    (library / "emp_test_release.py").write_text(RELEASE_MODULE)
+    return library
+
+
+test_library.__test__ = False  # a helper, not a test
+
 DEPLOY = """
 - name: Phase db
   hosts: sandbox
   gather_facts: false
   vars: {emp_phase: infrastructure, emp_component: database}
   tasks:
+    - name: Release the database
+      emp_test_release: {component: database, version: "2.0"}
     - name: Database gate
       emp.deploy.gate:
         name: db-gate
@@ -42,6 +72,8 @@ DEPLOY = """
   gather_facts: false
   vars: {emp_phase: infrastructure, emp_component: redis}
   tasks:
+    - name: Release redis
+      emp_test_release: {component: redis, version: "7.2"}
     - name: Redis gate
       emp.deploy.gate:
         name: redis-gate
@@ -121,7 +153,8 @@ def deploy(tmp_path: Path, playbook: str = DEPLOY, rollback: str = ROLLBACK, env
     (tmp_path / "deploy.yml").write_text(playbook)
     (tmp_path / "rollback.yml").write_text(rollback)
     full_env = {"EMP_DEPLOY_REPORT_DIR": str(tmp_path / "reports"),
-                "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(tmp_path / "rollback.yml")}
+                "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(tmp_path / "rollback.yml"),
+                "ANSIBLE_LIBRARY": str(test_library(tmp_path))}
     full_env.update(env or {})
     proc = run_playbook(tmp_path / "deploy.yml", extra_vars={"marker": str(tmp_path / "rollback.jsonl")},
                         env=full_env, **kwargs)
@@ -135,8 +168,8 @@ def test_nogo_rolls_back_in_the_same_process_and_records_everything(tmp_path):
     assert run.proc.returncode == 2, out[-3000:]
 
     # the journal: JSON lines in the order things happened, gates found in loops and delegated tasks
-    assert run.kinds == ["run_start", "phase_start", "gate", "gate", "gate", "phase_end", "phase_start", "gate",
-                         "phase_end", "rollback_start", "rollback_play_start", "rollback_play_end",
+    assert run.kinds == ["run_start", "phase_start", "release", "gate", "gate", "gate", "phase_end", "phase_start",
+                         "release", "gate", "phase_end", "rollback_start", "rollback_play_start", "rollback_play_end",
                          "rollback_play_start", "rollback_play_end", "rollback_end", "run_end"]
     gates = [r for r in run.journal if r["type"] == "gate"]
     assert [g["name"] for g in gates] == ["db-gate", "db-loop-1", "db-loop-2", "redis-gate"]
@@ -266,7 +299,9 @@ def test_works_beside_a_forced_stdout_callback_and_its_own_errors_never_break_th
     (tmp_path / "deploy.yml").write_text(playbook)
     proc = run_playbook(tmp_path / "deploy.yml", env={"EMP_DEPLOY_REPORT_DIR": str(blocked / "reports")})
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "emp.deploy.go_no_go: v2_playbook_on_play_start failed" in proc.stdout + proc.stderr
+    # told loudly, naming the folder; the run goes on and the table is still printed
+    assert f"NO RUN RECORD: cannot write the run record in {blocked / 'reports'}" in proc.stderr
+    assert "EMP GO/NO-GO" in proc.stdout and "NO RECORD:" in proc.stdout
 
 
 @pytest.mark.compat
