@@ -440,7 +440,7 @@ class CallbackModule(CallbackBase):
         if os.getpid() == self._signal_pid and recorder is not None and not recorder.finished:
             try:
                 if self._runner is not None:
-                    self._runner.forward_signal(signum)
+                    self._runner.interrupted(signum)
                 reasons = recorder.enforced_nogo()
                 recorder.finish(R.NO_GO if reasons else R.INTERRUPTED, reasons, {},
                                 interrupted=signal.Signals(signum).name)

@@ -82,17 +82,24 @@ class EventWriter:
         self._write("rb_play_end", time.monotonic() if mono is None else mono)
 
 
-def replay_events(path: Path, sink: RollbackSink) -> None:
-    """Feeds a child rollback's events to the parent's recorder (monotonic time is system-wide)."""
-    if not path.exists():
-        return
-    for line in path.read_text(encoding="utf-8").splitlines():
+def replay_events(path: Path, sink: RollbackSink, offset: int = 0) -> int:
+    """Feeds a child rollback's events from ``offset`` on to the parent's recorder; returns the new
+    offset (only whole lines are consumed). Monotonic time is system-wide, so durations hold."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return offset
+    whole = data[: data.rfind(b"\n") + 1]
+    for line in whole.decode("utf-8", errors="replace").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
-            continue  # a line cut by a killed child
+            continue
         if event.get("m") in SINK_METHODS:
             getattr(sink, event["m"])(*event.get("a", []))
+    return offset + len(whole)
 
 
 # --- the command line of a child rollback ---------------------------------------------------------
@@ -156,18 +163,28 @@ class ChildRollback:
         self.argv = argv
         self.run_id = run_id
         self.process: subprocess.Popen[bytes] | None = None
+        self.events: Path | None = None
+        self.sink: RollbackSink | None = None
+        self._offset = 0
 
     def run(self, sink: RollbackSink) -> int:
+        self.sink = sink
         with tempfile.TemporaryDirectory(prefix="emp-rollback-") as tmp:
-            events = Path(tmp) / "events.jsonl"
-            env = dict(os.environ, **{CHILD_ENV: self.run_id, EVENTS_ENV: str(events), R.RUN_ID_ENV: self.run_id})
+            self.events = Path(tmp) / "events.jsonl"
+            env = dict(os.environ, **{CHILD_ENV: self.run_id, EVENTS_ENV: str(self.events), R.RUN_ID_ENV: self.run_id})
             # stdio explicitly: ansible marks 0-2 non-inheritable, and the rollback's output belongs in ours
             self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=1, stderr=2, env=env)
             try:
                 rc = self.process.wait()
             finally:
-                replay_events(events, sink)
+                self.catch_up()
+                self.events = None
         return rc
+
+    def catch_up(self) -> None:
+        """Replays what the child reported so far (also from a signal handler, before the record closes)."""
+        if self.events is not None and self.sink is not None:
+            self._offset = replay_events(self.events, self.sink, self._offset)
 
     def forward(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -232,6 +249,8 @@ class RollbackRunner:
         except OSError as exc:
             return None, f"the child ansible-playbook could not start ({exc})"
 
-    def forward_signal(self, signum: int) -> None:
+    def interrupted(self, signum: int) -> None:
+        """A signal ends the run: the child rollback gets it too, and what it reported is recorded."""
         if self.child is not None:
+            self.child.catch_up()
             self.child.forward(signum)
