@@ -273,6 +273,7 @@ class CallbackModule(CallbackBase):
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
         self._install_signal_handlers()
+        recorder.watch()
 
     @_never_break
     def v2_playbook_on_task_start(self, task: t.Any, is_conditional: bool) -> None:
