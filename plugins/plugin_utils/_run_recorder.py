@@ -338,8 +338,11 @@ class RunRecorder:
 
     def step_started(self, task: str, rollback: bool = False) -> None:
         """The task now running; an interruption names it."""
-        self.running_step = {"task": task, "phase": self.phase["phase"] if self.phase else None,
-                             "component": self.phase["component"] if self.phase else None, "rollback": rollback}
+        if rollback:
+            phase, component = None, self.rb_plays[-1].component if self.rb_plays else None
+        else:
+            phase, component = (self.phase["phase"], self.phase["component"]) if self.phase else (None, None)
+        self.running_step = {"task": task, "phase": phase, "component": component, "rollback": rollback}
         if self.sentinel is not None:
             self.sentinel.step(self.running_step)
 
@@ -557,14 +560,14 @@ class RunRecorder:
                interrupted: str | None = None) -> dict[str, t.Any]:
         """Closes the record: run_end in the journal, summary.json written atomically."""
         self.finished = True
+        rollback = self.rollback or self.no_rollback("no enforced NO-GO")
         if interrupted:
             self.end_phase(interrupted=True)
+            if rollback.get("state") == R.ROLLBACK_RUNNING:
+                rollback["state"] = R.ROLLBACK_CUT_SHORT
+                self.rb_play_end()
             self.record(R.RUN_INTERRUPTED, signal=interrupted, running_step=self.running_step,
-                        rollback_state=(self.rollback or {}).get("state", R.ROLLBACK_NOT_STARTED))
-        rollback = self.rollback or self.no_rollback("no enforced NO-GO")
-        if interrupted and rollback.get("state") == R.ROLLBACK_RUNNING:
-            rollback["state"] = R.ROLLBACK_CUT_SHORT
-            self.rb_play_end()
+                        rollback_state=rollback["state"])
         rollback.pop("started_mono", None)
         started_mono = self.run.get("started_mono")
         summary: dict[str, t.Any] = {
