@@ -68,8 +68,10 @@ def test_a_malformed_option_stops_the_run_before_any_task(tmp_path, env, named):
     (tmp_path / "deploy.yml").write_text(NOGO.replace("    - name: Release redis", """    - name: A change
       ansible.builtin.file: {path: "{{ marker }}.changed", state: touch}
     - name: Release redis"""))
+    (tmp_path / "rollback.yml").write_text(ROLLBACK)  # never the real rollback, whatever happens
     proc = run_playbook(tmp_path / "deploy.yml", extra_vars={"marker": str(tmp_path / "m")},
                         env={"EMP_DEPLOY_REPORT_DIR": str(tmp_path / "reports"),
+                             "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(tmp_path / "rollback.yml"),
                              "ANSIBLE_LIBRARY": str(test_library(tmp_path)), **env})
     assert proc.returncode == 5, proc.stdout[-2000:]
     assert named in proc.stderr and "The run stops before any task ran" in proc.stderr
@@ -80,8 +82,10 @@ def test_a_malformed_option_stops_the_run_before_any_task(tmp_path, env, named):
 def test_a_run_id_that_is_not_one_safe_path_segment_is_refused(tmp_path):
     reports = tmp_path / "deep" / "reports"
     (tmp_path / "deploy.yml").write_text(NOGO)
-    proc = run_playbook(tmp_path / "deploy.yml", args=["-e", "emp_run_id=../../escape"],
-                        env={"EMP_DEPLOY_REPORT_DIR": str(reports), "ANSIBLE_LIBRARY": str(test_library(tmp_path))})
+    (tmp_path / "rollback.yml").write_text(ROLLBACK)  # never the real rollback, whatever happens
+    proc = run_playbook(tmp_path / "deploy.yml", args=["-e", "emp_run_id=../../escape", "-e", f"marker={tmp_path / 'm'}"],
+                        env={"EMP_DEPLOY_REPORT_DIR": str(reports), "ANSIBLE_LIBRARY": str(test_library(tmp_path)),
+                             "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(tmp_path / "rollback.yml")})
     assert proc.returncode == 5
     assert "-e emp_run_id='../../escape' is not a valid run id" in proc.stderr
     assert not list(tmp_path.rglob("escape*")) and not reports.exists()
