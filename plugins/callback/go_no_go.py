@@ -243,7 +243,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play: t.Any) -> None:
         if self._recorder is None and not self._is_child:
-            self._start_run(play)  # outside _never_break: a bad option must stop the run
+            try:
+                self._start_run(play)  # a bad option or run id stops the run (SystemExit passes)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                self._warn_once("v2_playbook_on_play_start", exc)
         self._play_start(play)
 
     @_never_break

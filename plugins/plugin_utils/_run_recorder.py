@@ -385,8 +385,11 @@ class RunRecorder:
         self.record(R.STEP_FAILED, **failure)
 
     def add_release(self, step: dict[str, t.Any], host: str) -> None:
+        """Records a release step once (a loop reports each item, then the loop)."""
         step.setdefault("host", host)
         step.setdefault("phase", self.phase["phase"] if self.phase else None)
+        if step in self.releases:
+            return
         self.releases.append(step)
         self.record(R.RELEASE, **step)
 

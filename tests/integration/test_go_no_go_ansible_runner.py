@@ -39,7 +39,7 @@ def test_nogo_and_rollback_under_ansible_runner(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["decision"] == "NO-GO"
     assert summary["rollback"]["triggered"] is True and summary["rollback"]["ok"] is True
-    assert summary["rollback"]["components"] == ["redis"]
+    assert summary["rollback"]["components"] == ["redis"] and summary["rollback"]["runner"] == "in_process"
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert journal[-1]["type"] == "run_end"
 

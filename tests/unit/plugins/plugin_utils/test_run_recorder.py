@@ -205,3 +205,14 @@ def test_the_watcher_leaves_a_run_that_ended_its_record_alone(tmp_path):
     assert [r["type"] for r in journal(tmp_path)].count("run_end") == 1
     assert not rr.recover_summary(tmp_path / "reports/run-1", None)
     assert os.path.exists(tmp_path / "reports/run-1/journal.jsonl")
+
+
+def test_a_release_step_reported_by_an_item_and_by_its_loop_is_recorded_once(tmp_path):
+    rec = recorder(tmp_path)
+    rec.start_phase("infrastructure", "redis", "p")
+    step = {"component": "redis", "version": "2", "previous": "1", "changed": True, "run_id": "run-1"}
+    rec.add_release(dict(step), "h")
+    rec.add_release(dict(step), "h")
+    rec.add_release(dict(step), "other-host")
+    assert [r["host"] for r in rec.releases] == ["h", "other-host"]
+    assert [r["type"] for r in journal(tmp_path)].count("release") == 2
