@@ -666,11 +666,11 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
         "rollback": rollback, "hosts": {}, "journal": str(path), "interrupted": cause, "running_step": running_step,
         "record_errors": [],
     }
+    closing = [(R.RUN_INTERRUPTED, {"signal": cause, "running_step": running_step, "rollback_state": rollback["state"]}),
+               (R.RUN_END, {"decision": summary["decision"], "rollback": rollback, "interrupted": cause})]
     journal = Journal(path)
     try:
-        for kind, data in ((R.RUN_INTERRUPTED, {"signal": cause, "running_step": running_step,
-                                                 "rollback_state": rollback["state"]}),
-                           (R.RUN_END, {"decision": summary["decision"], "rollback": rollback, "interrupted": cause})):
+        for kind, data in closing:
             journal.write({"schema_version": R.SCHEMA_VERSION, "ts": now(), "type": kind, "run_id": run.get("run_id"),
                            **plain(data)})
     finally:

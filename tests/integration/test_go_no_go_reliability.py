@@ -52,8 +52,8 @@ def test_an_unwritable_report_dir_never_skips_the_rollback(tmp_path):
 
 
 def test_budgets_accept_duration_units(tmp_path):
-    run = deploy(tmp_path, NOGO, env={"EMP_DEPLOY_ROLLBACK_BUDGETS": "redis=5m,toy=90s",
-                                       "EMP_DEPLOY_ROLLBACK_DEFAULT_BUDGET": "1h"})
+    env = {"EMP_DEPLOY_ROLLBACK_BUDGETS": "redis=5m,toy=90s", "EMP_DEPLOY_ROLLBACK_DEFAULT_BUDGET": "1h"}
+    run = deploy(tmp_path, NOGO, env=env)
     assert run.proc.returncode == 2
     assert run.summary["rollback"]["budgets"] == {"redis": 300} and run.summary["rollback"]["ok"] is True
     assert [r["component"] for r in run.rollbacks] == ["redis"]
@@ -262,8 +262,8 @@ def read_record(tmp_path: Path) -> tuple[list[dict], dict]:
 @pytest.mark.compat
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_soak_leaves_an_interrupted_summary(tmp_path, signum):
-    rc, out = interrupt(tmp_path, SOAK.replace("__FAIL_OR_PASS__", "1"), SLOW_ROLLBACK,
-                         lambda out: "sample 3/240: ok" in out, signum)
+    soak = SOAK.replace("__FAIL_OR_PASS__", "1")
+    rc, out = interrupt(tmp_path, soak, SLOW_ROLLBACK, lambda out: "sample 3/240: ok" in out, signum)
     assert rc != 0
     journal, summary = read_record(tmp_path)
     assert summary["decision"] == "interrupted" and summary["interrupted"] == signum.name
