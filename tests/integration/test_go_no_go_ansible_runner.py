@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT
+from test_go_no_go_reliability import SOAK
 from test_go_no_go_runs import DEPLOY, ROLLBACK, test_library
 
 ansible_runner = pytest.importorskip("ansible_runner")
@@ -59,23 +60,7 @@ def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
     the run's watcher process ends the record from the journal."""
     project = tmp_path / "project"
     project.mkdir()
-    (project / "soak.yml").write_text("""
-- name: Phase redis
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: redis}
-  tasks:
-    - name: Release redis
-      emp_test_release: {component: redis, version: "7.2"}
-    - name: A long soak
-      emp.deploy.gate:
-        name: soak
-        component: redis
-        probe: {module: ansible.builtin.command, args: {argv: [echo, "1"]}, check_mode: false}
-        samples: 240
-        interval: 0.5
-        criteria: ["result.stdout == '1'"]
-""")
+    (project / "soak.yml").write_text(SOAK.replace("__FAIL_OR_PASS__", "1"))
     reports = tmp_path / "reports"
     env = {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "EMP_DEPLOY_REPORT_DIR": str(reports),
            "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "ANSIBLE_LIBRARY": str(test_library(tmp_path))}

@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT, run_playbook
-from test_go_no_go_runs import DEPLOY, ROLLBACK, deploy, test_library
+from test_go_no_go_runs import DEPLOY, REDIS_PHASE, ROLLBACK, deploy, test_library
 
-NOGO = """
-- name: Phase redis
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: redis}
-  tasks:
-    - name: Release redis
-      emp_test_release: {component: redis, version: "7.2"}
-    - name: Redis gate
+NOGO = REDIS_PHASE + """    - name: Redis gate
       emp.deploy.gate: {name: redis-gate, component: redis, evidence: {clients: 0}, criteria: [result.clients >= 1]}
 """
 
@@ -190,15 +182,7 @@ def test_the_child_process_runner_rolls_back_the_same_way(tmp_path):
 
 # --- interruptions ---------------------------------------------------------------------------------
 
-SOAK = """
-- name: Phase redis
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: redis}
-  tasks:
-    - name: Release redis
-      emp_test_release: {component: redis, version: "7.2"}
-    - name: A long soak
+SOAK = REDIS_PHASE + """    - name: A long soak
       emp.deploy.gate:
         name: soak
         component: redis

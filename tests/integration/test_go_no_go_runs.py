@@ -1,5 +1,6 @@
 """The emp.deploy.go_no_go callback in real ansible-playbook runs: journal, summary, rollback in the
-same process, exit codes, plan mode, failed rollbacks, forced stdout callbacks, SIGTERM mid-soak.
+same process, exit codes, plan mode, failed rollbacks, forced stdout callbacks (interruptions are in
+test_go_no_go_reliability.py).
 
 Each run gets its own report dir (EMP_DEPLOY_REPORT_DIR) and a small rollback playbook
 (EMP_DEPLOY_ROLLBACK_PLAYBOOK) whose plays, one per component, append what they received to a file.
@@ -7,15 +8,11 @@ Each run gets its own report dir (EMP_DEPLOY_REPORT_DIR) and a small rollback pl
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, free_port, run_playbook
+from conftest import free_port, run_playbook
 
 # A test-local release step: returns emp_release_step as the real release step does, so the
 # callback journals a release record (rollback_scope=run rolls back only components that have one).
@@ -45,6 +42,17 @@ def test_library(tmp_path: Path) -> Path:
 
 test_library.__test__ = False  # a helper, not a test
 
+# the redis phase up to its release step; tests add the gate they need
+REDIS_PHASE = """
+- name: Phase redis
+  hosts: sandbox
+  gather_facts: false
+  vars: {emp_phase: infrastructure, emp_component: redis}
+  tasks:
+    - name: Release redis
+      emp_test_release: {component: redis, version: "7.2"}
+"""
+
 DEPLOY = """
 - name: Phase db
   hosts: sandbox
@@ -66,15 +74,7 @@ DEPLOY = """
         name: "db-loop-{{ item }}"
         component: database
         evidence: {n: "{{ item }}"}
-        criteria: [result.n | int > 0]
-- name: Phase redis
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: redis}
-  tasks:
-    - name: Release redis
-      emp_test_release: {component: redis, version: "7.2"}
-    - name: Redis gate
+        criteria: [result.n | int > 0]""" + REDIS_PHASE + """    - name: Redis gate
       emp.deploy.gate:
         name: redis-gate
         component: redis
@@ -306,55 +306,3 @@ def test_works_beside_a_forced_stdout_callback_and_its_own_errors_never_break_th
     # told loudly, naming the folder; the run goes on and the table is still printed
     assert f"NO RUN RECORD: cannot write the run record in {blocked / 'reports'}" in proc.stderr
     assert "EMP GO/NO-GO" in proc.stdout and "NO RECORD:" in proc.stdout
-
-
-@pytest.mark.compat
-def test_sigterm_mid_soak_leaves_a_valid_journal(tmp_path):
-    (tmp_path / "soak.yml").write_text("""
-- name: Phase redis
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: redis}
-  tasks:
-    - name: A long soak
-      emp.deploy.gate:
-        name: soak
-        component: redis
-        probe: {module: ansible.builtin.command, args: {argv: [echo, "1"]}}
-        samples: 120
-        interval: 0.5
-        criteria: ["result.stdout == '1'"]
-""")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               EMP_DEPLOY_REPORT_DIR=str(tmp_path / "reports"), PATH=f"{BIN}:{os.environ.get('PATH', '')}",
-               PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([str(BIN / "ansible-playbook"), str(tmp_path / "soak.yml"),
-                             "-i", str(ROOT / "inventories/sandbox/hosts.yml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(ROOT),
-                            start_new_session=True)
-    try:
-        seen = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            seen.append(line)
-            if "sample 3/120: ok" in line:
-                break
-        else:
-            pytest.fail("the soak never showed its third sample: " + "".join(seen[-20:]))
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # workers a killed 2.18 controller may leave behind
-        except ProcessLookupError:
-            pass
-        proc.stdout.close()
-    assert proc.returncode != 0
-    (run_dir,) = list((tmp_path / "reports").iterdir())
-    lines = (run_dir / "journal.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]  # every line is a whole JSON object
-    assert [r["type"] for r in records] == ["run_start", "phase_start", "phase_end", "run_interrupted", "run_end"]
-    assert records[-1]["interrupted"] == "SIGTERM"
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["decision"] == "interrupted" and summary["interrupted"] == "SIGTERM"
