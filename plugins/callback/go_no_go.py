@@ -75,8 +75,9 @@ options:
       - V(auto) runs the rollback playbook when the run ends with an enforced NO-GO.
       - V(plan) records and shows the exact command that would roll back, without running it.
       - V(off) only records the NO-GO.
+      - Any other value stops the run before any task (the callback checks its options itself, so that a
+        typo never leaves a run without its record and rollback).
     type: str
-    choices: [auto, plan, "off"]
     default: auto
     env:
       - name: EMP_DEPLOY_ROLLBACK
@@ -86,9 +87,10 @@ options:
   rollback_scope:
     description:
       - V(failed) rolls back only the components that said NO-GO; V(run) rolls back every component
-        this run deployed (every phase that started).
+        whose release step ran in this run (a task result with C(emp_release_step)), plus the NO-GO ones.
+        A phase skipped by tags or C(--start-at-task) is not rolled back.
+      - Any other value stops the run before any task.
     type: str
-    choices: [failed, run]
     default: failed
     env:
       - name: EMP_DEPLOY_ROLLBACK_SCOPE
@@ -134,8 +136,8 @@ options:
       - V(auto) runs the rollback inside the running ansible-playbook process and falls back to a child
         C(ansible-playbook) process when that is not possible.
       - V(subprocess) always runs the rollback as a child C(ansible-playbook) process.
+      - Any other value stops the run before any task.
     type: str
-    choices: [auto, subprocess]
     default: auto
     env:
       - name: EMP_DEPLOY_ROLLBACK_RUNNER

@@ -55,6 +55,9 @@ def test_budgets_accept_duration_units(tmp_path):
     ({"EMP_DEPLOY_ROLLBACK_BUDGETS": "redis=soon"}, "rollback_budgets item 'redis=soon'"),
     ({"EMP_DEPLOY_ROLLBACK_BUDGETS": "toy"}, "rollback_budgets: 'toy' is not component=duration"),
     ({"EMP_DEPLOY_ROLLBACK_DEFAULT_BUDGET": "-5"}, "rollback_default_budget: '-5' is not a duration"),
+    # ansible-core would refuse a value outside documented choices by not loading the callback at all
+    ({"EMP_DEPLOY_ROLLBACK": "sometimes"}, "rollback: 'sometimes' is not one of auto, plan, off"),
+    ({"EMP_DEPLOY_ROLLBACK_SCOPE": "everything"}, "rollback_scope: 'everything' is not one of failed, run"),
 ])
 def test_a_malformed_option_stops_the_run_before_any_task(tmp_path, env, named):
     (tmp_path / "deploy.yml").write_text(NOGO.replace("    - name: Release redis", """    - name: A change

@@ -209,11 +209,15 @@ def test_documented_options_and_their_environment_variables(loader, monkeypatch,
     assert plugin.CALLBACK_TYPE == "notification" and plugin.CALLBACK_NEEDS_ENABLED
 
 
-def test_an_unknown_rollback_mode_is_refused(loader, monkeypatch):
+def test_an_unknown_rollback_mode_stops_the_run_but_never_unloads_the_callback(loader, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EMP_DEPLOY_ROLLBACK", "sometimes")
+    monkeypatch.setenv("EMP_DEPLOY_REPORT_DIR", str(tmp_path))
     plugin = loader.get("emp.deploy.go_no_go")
-    with pytest.raises(Exception, match="sometimes|rollback"):
-        plugin.set_options()
+    plugin.set_options()  # loading succeeds: the callback judges its options itself
+    with pytest.raises(SystemExit) as stopped:
+        start(plugin, Play("p", {"emp_phase": "x", "emp_component": "y"}))
+    assert stopped.value.code == 5
+    assert "rollback: 'sometimes' is not one of auto, plan, off" in capsys.readouterr().err
 
 
 # --- bookkeeping ---------------------------------------------------------------------------------
