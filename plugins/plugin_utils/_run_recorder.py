@@ -724,7 +724,7 @@ def sentinel_main(run_dir: str, poll_s: float = 0.5) -> None:
     step = None
     pending = b""
     while os.getppid() == parent:
-        readable, _, _ = select.select([sys.stdin.buffer], [], [], poll_s)
+        readable = select.select([sys.stdin.buffer], [], [], poll_s)[0]
         if not readable:
             continue
         chunk = os.read(sys.stdin.buffer.fileno(), 65536)

@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapter as adapter
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
