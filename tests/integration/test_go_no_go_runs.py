@@ -191,8 +191,8 @@ def test_nogo_rolls_back_in_the_same_process_and_records_everything(tmp_path):
     assert rollback["triggered"] and rollback["mode"] == "auto" and rollback["scope"] == "run"
     assert rollback["runner"] == "in_process" and rollback["state"] == "finished"
     assert summary["schema_version"] == 1 and {r["schema_version"] for r in run.journal} == {1}
-    assert [(r["component"], r["run_id"]) for r in summary["releases"]] == [("database", summary["run_id"]),
-                                                                             ("redis", summary["run_id"])]
+    released = [(r["component"], r["run_id"]) for r in summary["releases"]]
+    assert released == [("database", summary["run_id"]), ("redis", summary["run_id"])]
     assert rollback["components"] == ["redis", "database"]  # reverse order of deployment
     assert rollback["ok"] is True and rollback["within_budget"] is True
     assert rollback["budget_s"] == 300 + 900 and rollback["per_component"]["database"]["budget_s"] == 900
