@@ -8,6 +8,7 @@ Each run gets its own report dir (EMP_DEPLOY_REPORT_DIR) and a small rollback pl
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
