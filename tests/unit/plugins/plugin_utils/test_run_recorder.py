@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _run_recorder as rr
+from ansible_collections.emp.deploy.plugins.plugin_utils import _run_watcher as watcher
 
 
 class Clock:
@@ -163,6 +164,7 @@ def test_the_watcher_ends_the_record_of_a_killed_run(tmp_path):
 import sys, time
 sys.path.insert(0, {str(Path(rr.__file__).parents[5])!r})
 from ansible_collections.emp.deploy.plugins.plugin_utils import _run_recorder as rr
+from ansible_collections.emp.deploy.plugins.plugin_utils import _run_watcher as watcher
 rec = rr.RunRecorder(rr.validate_options({{"report_dir": {str(tmp_path / 'reports')!r}}}), "run-1")
 rec.start(playbook="deploy.yml")
 rec.watch()
@@ -203,7 +205,7 @@ def test_the_watcher_leaves_a_run_that_ended_its_record_alone(tmp_path):
     assert process.wait(timeout=30) == 0
     assert json.loads((tmp_path / "reports/run-1/summary.json").read_text())["decision"] == summary["decision"]
     assert [r["type"] for r in journal(tmp_path)].count("run_end") == 1
-    assert not rr.recover_summary(tmp_path / "reports/run-1", None)
+    assert not watcher.recover_summary(tmp_path / "reports/run-1", None)
     assert os.path.exists(tmp_path / "reports/run-1/journal.jsonl")
 
 
