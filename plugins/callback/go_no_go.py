@@ -308,11 +308,11 @@ class CallbackModule(CallbackBase):
     @_never_break
     def v2_runner_item_on_failed(self, result: t.Any) -> None:
         task = adapter.task_of(result)
-        self._collect(result, ignored=bool(getattr(task, "ignore_errors", False)))
+        self._collect(result, ignored=bool(getattr(task, "ignore_errors", False)), failed=True)
 
     @_never_break
     def v2_runner_on_failed(self, result: t.Any, ignore_errors: bool = False) -> None:
-        found = self._collect(result, ignored=ignore_errors)
+        found = self._collect(result, ignored=ignore_errors, failed=True)
         if not ignore_errors and not found:
             self._step_failed(result, unreachable=False)
 
@@ -320,12 +320,12 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_unreachable(self, result: t.Any) -> None:
         self._step_failed(result, unreachable=True)
 
-    def _collect(self, result: t.Any, ignored: bool = False) -> int:
+    def _collect(self, result: t.Any, ignored: bool = False, failed: bool = False) -> int:
         """Records the gates and release steps in a result; returns how many gates it held."""
         data = adapter.task_result(result)
         if not any(key in data for key in (R.GATE_RESULT_KEY, R.RELEASE_RESULT_KEY, "results", "censored")):
             return 0  # the common case, kept cheap
-        gates = gates_in(data) or self._censored_gate(result, data)
+        gates = gates_in(data) or self._censored_gate(result, data, failed)
         host = adapter.host_name(result)
         for gate in gates:
             if self._sink is not None:
@@ -337,13 +337,13 @@ class CallbackModule(CallbackBase):
                 self._recorder.add_release(step, host)
         return len(gates)
 
-    def _censored_gate(self, result: t.Any, data: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+    def _censored_gate(self, result: t.Any, data: t.Mapping[str, t.Any], failed: bool) -> list[dict[str, t.Any]]:
         """A gate task under no_log reaches callbacks censored: keep its decision, name and timing."""
         task = adapter.task_of(result)
         if "censored" not in data or to_text(getattr(task, "action", "")) not in _GATE_ACTIONS:
             return []
         name, started = self._task_started
-        failed = bool(data.get("failed"))
+        failed = failed or bool(data.get("failed"))
         phase = self._recorder.phase if self._recorder is not None else None
         return [{"id": f"{to_text(getattr(task, '_uuid', name))}:{adapter.host_name(result)}", "name": name,
                  "component": phase["component"] if phase else None, "decision": R.NO_GO if failed else R.GO,
