@@ -446,3 +446,23 @@ def test_a_run_that_failed_outside_any_phase_is_no_go(loader, tmp_path):
     assert summary["decision"] == "NO-GO"
     assert summary["reasons"] == ["outside any phase: deployment step failed: Check on sandbox: probe said no"]
     assert summary["rollback"]["triggered"] is False
+
+
+class GateTask(Task):
+    action = "emp.deploy.gate"
+
+
+def test_a_gate_censored_by_no_log_is_recorded_redacted_with_its_decision(callback, tmp_path):
+    start(callback, Play("redis", {"emp_phase": "infrastructure", "emp_component": "redis"}))
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified", "changed": False}
+    passed, failed = Result(dict(censored), task="Quiet gate"), Result(dict(censored), task="Secret gate")
+    passed._task, failed._task = GateTask("Quiet gate"), GateTask("Secret gate")
+    callback.v2_playbook_on_task_start(passed._task, False)
+    callback.v2_runner_on_ok(passed)
+    callback.v2_playbook_on_task_start(failed._task, False)
+    callback.v2_runner_on_failed(failed)
+    callback.v2_playbook_on_stats(Stats())
+    dummy, summary = read_run(tmp_path)
+    assert [(g["name"], g["decision"], g["redacted"]) for g in summary["gates"]] == [
+        ("Quiet gate", "GO", True), ("Secret gate", "NO-GO", True)]
+    assert summary["decision"] == "NO-GO" and summary["failures"] == []
