@@ -150,3 +150,73 @@ class ReleaseStep(t.TypedDict, total=False):
 def is_enforced_nogo(gate: t.Mapping[str, t.Any]) -> bool:
     """A NO-GO that stops the run and rolls back: enforced, and not under ignore_errors."""
     return gate.get("decision") == NO_GO and gate.get("mode") == ENFORCE and not gate.get("ignored")
+
+
+# --- the rollback and the summary ----------------------------------------------------------------------
+
+# Where the rollback got to; an interruption records which of these it cut.
+ROLLBACK_NOT_STARTED = "not_started"
+ROLLBACK_RUNNING = "running"
+ROLLBACK_FINISHED = "finished"
+ROLLBACK_CUT_SHORT = "cut_short"
+ROLLBACK_STATES = (ROLLBACK_NOT_STARTED, ROLLBACK_RUNNING, ROLLBACK_FINISHED, ROLLBACK_CUT_SHORT)
+
+# Extra vars the rollback playbook receives (and that mark a run as a rollback run).
+ROLLBACK_COMPONENTS_VAR = "emp_rollback_components"
+ROLLBACK_REASON_VAR = "emp_rollback_reason"
+RUN_ID_VAR = "emp_run_id"
+RELEASE_VAR = "emp_release"
+PHASE_VAR = "emp_phase"
+COMPONENT_VAR = "emp_component"
+
+
+class RollbackRecord(t.TypedDict, total=False):
+    """``rollback`` in summary.json (and the fields of the rollback_* journal records)."""
+
+    triggered: bool
+    mode: str  # auto, plan or off
+    scope: str  # failed or run
+    runner: str | None  # RUNNER_IN_PROCESS or RUNNER_SUBPROCESS once it ran
+    state: str  # one of ROLLBACK_STATES
+    components: list[str]
+    playbook: str
+    reason: str
+    command: str
+    started: str
+    ended: str
+    rc: int | None
+    ok: bool | None
+    duration_s: float | None
+    budget_s: float | None
+    budgets: dict[str, float]
+    within_budget: bool | None
+    per_component: dict[str, dict[str, t.Any]]
+    problems: list[str]
+    why_not: str
+
+
+class RunSummary(t.TypedDict, total=False):
+    """summary.json: the whole run in one document, written atomically when the run ends."""
+
+    schema_version: int
+    run_id: str
+    decision: str  # one of RUN_DECISIONS
+    playbook: str | None
+    check_mode: bool
+    emp_release: str | None
+    limit: str | None
+    rollback_run: bool
+    started: str
+    ended: str
+    duration_s: float | None
+    reasons: list[str]
+    phases: list[dict[str, t.Any]]
+    gates: list[dict[str, t.Any]]
+    failures: list[dict[str, t.Any]]
+    releases: list[ReleaseStep]
+    rollback: RollbackRecord
+    hosts: dict[str, dict[str, int]]
+    journal: str | None
+    interrupted: str | None  # the signal that cut the run short (SIGINT, SIGTERM, SIGHUP, killed)
+    running_step: dict[str, t.Any] | None  # the phase/task running when the run was interrupted
+    record_errors: list[str]  # why parts of the record could not be written

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, ROOT
-from test_go_no_go_runs import DEPLOY, ROLLBACK
+from test_go_no_go_reliability import SOAK
+from test_go_no_go_runs import DEPLOY, ROLLBACK, test_library
 
 ansible_runner = pytest.importorskip("ansible_runner")
 
@@ -26,6 +28,7 @@ def test_nogo_and_rollback_under_ansible_runner(tmp_path):
         "EMP_DEPLOY_REPORT_DIR": str(reports),
         "EMP_DEPLOY_ROLLBACK_PLAYBOOK": str(project / "rollback.yml"),
         "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "ANSIBLE_LIBRARY": str(test_library(tmp_path)),
     }
     runner = ansible_runner.run(
         private_data_dir=str(tmp_path), playbook="deploy.yml", inventory=str(ROOT / "inventories/sandbox/hosts.yml"),
@@ -37,7 +40,7 @@ def test_nogo_and_rollback_under_ansible_runner(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["decision"] == "NO-GO"
     assert summary["rollback"]["triggered"] is True and summary["rollback"]["ok"] is True
-    assert summary["rollback"]["components"] == ["redis"]
+    assert summary["rollback"]["components"] == ["redis"] and summary["rollback"]["runner"] == "in_process"
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert journal[-1]["type"] == "run_end"
 
@@ -50,3 +53,35 @@ def test_nogo_and_rollback_under_ansible_runner(tmp_path):
     assert "Redis gate" in task_names
     stdout = Path(runner.stdout.name).read_text() if hasattr(runner.stdout, "name") else runner.stdout.read()
     assert "NO-GO" in stdout
+
+
+def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
+    """ansible-runner (and AWX) cancel a job with SIGKILL to its process group: no handler runs, so
+    the run's watcher process ends the record from the journal."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "soak.yml").write_text(SOAK.replace("__FAIL_OR_PASS__", "1"))
+    reports = tmp_path / "reports"
+    env = {"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "EMP_DEPLOY_REPORT_DIR": str(reports),
+           "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "ANSIBLE_LIBRARY": str(test_library(tmp_path))}
+
+    def soaking() -> bool:  # cancel once the soak has taken samples
+        journals = list(reports.glob("*/journal.jsonl"))
+        return bool(journals) and '"type": "release"' in journals[0].read_text()
+
+    runner = ansible_runner.run(
+        private_data_dir=str(tmp_path), playbook="soak.yml", inventory=str(ROOT / "inventories/sandbox/hosts.yml"),
+        envvars=env, quiet=True, timeout=240, cancel_callback=soaking,
+    )
+    assert runner.status == "canceled"
+    (run_dir,) = list(reports.iterdir())
+    deadline = time.monotonic() + 60
+    while not (run_dir / "summary.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the watcher notices the death and writes the summary
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["decision"] == "interrupted" and summary["interrupted"] == "killed"
+    assert summary["running_step"]["task"] in ("Release redis", "A long soak")
+    assert summary["rollback"]["state"] == "not_started"
+    assert summary["releases"][0]["component"] == "redis"
+    journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in journal][-2:] == ["run_interrupted", "run_end"]

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from ansible_collections.emp.deploy.plugins.callback import go_no_go as cb
+from ansible_collections.emp.deploy.plugins.plugin_utils import _run_recorder as rr
 
 
 # --- stand-ins -----------------------------------------------------------------------------------
@@ -104,12 +105,17 @@ def loader():
 
 @pytest.fixture(autouse=True)
 def restore_process_state(monkeypatch):
-    """The callback patches sys.exit and installs a SIGTERM handler in the process running it."""
-    monkeypatch.delenv("EMP_DEPLOY_ROLLBACK_OF", raising=False)
+    """The callback patches sys.exit, installs signal handlers and exports the run id in the process
+    running it; its watcher process is left out here (tests/unit/plugins/plugin_utils test it)."""
+    for name in ("EMP_DEPLOY_ROLLBACK_OF", "EMP_DEPLOY_ROLLBACK_EVENTS", "EMP_DEPLOY_RUN_ID"):
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "exit", sys.exit)
-    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(rr.RunRecorder, "watch", lambda self: None)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     yield
-    signal.signal(signal.SIGTERM, previous)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture
@@ -135,7 +141,7 @@ def read_run(tmp_path):
 # --- files ---------------------------------------------------------------------------------------
 
 def test_journal_lines_are_complete_json_as_soon_as_written(tmp_path):
-    journal = cb.Journal(tmp_path / "run" / "journal.jsonl")
+    journal = rr.Journal(tmp_path / "run" / "journal.jsonl")
     journal.write({"type": "a", "text": "é" * 10})
     # readable before close: the record was written whole and fsynced
     assert json.loads((tmp_path / "run" / "journal.jsonl").read_text())["text"] == "é" * 10
@@ -147,7 +153,7 @@ def test_journal_lines_are_complete_json_as_soon_as_written(tmp_path):
 
 def test_journal_appends_from_concurrent_writers_without_mixing_lines(tmp_path):
     path = tmp_path / "journal.jsonl"
-    journals = [cb.Journal(path) for dummy in range(4)]
+    journals = [rr.Journal(path) for dummy in range(4)]
 
     def write_many(journal, writer):
         for index in range(50):
@@ -164,24 +170,27 @@ def test_journal_appends_from_concurrent_writers_without_mixing_lines(tmp_path):
 
 def test_summary_is_replaced_atomically_and_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "deep" / "summary.json"
-    cb.write_json_atomically(target, {"decision": "GO"})
-    cb.write_json_atomically(target, {"decision": "NO-GO"})
+    rr.write_json_atomically(target, {"decision": "GO"})
+    rr.write_json_atomically(target, {"decision": "NO-GO"})
     assert json.loads(target.read_text()) == {"decision": "NO-GO"}
     assert [p.name for p in target.parent.iterdir()] == ["summary.json"]
 
 
 # --- options -------------------------------------------------------------------------------------
 
-def test_budgets_default_to_the_checklist_and_accept_overrides():
-    assert cb.parse_budgets(None) == {"redis": 300, "webhooks": 300, "telemetry": 600, "database": 900}
-    assert cb.parse_budgets(["redis=60", "ngrok=30"])["redis"] == 60
-    assert cb.parse_budgets(["ngrok=30"])["ngrok"] == 30
+def test_budgets_default_to_the_checklist_and_accept_overrides_with_units():
+    assert rr.parse_budgets(None) == {"redis": 300, "webhooks": 300, "telemetry": 600, "database": 900}
+    assert rr.parse_budgets(["redis=60", "ngrok=30"])["redis"] == 60
+    assert rr.parse_budgets(["toy=5m", "a=90s", "b=1h", "c=1.5m", "d=250ms"]) == {
+        **rr.DEFAULT_BUDGETS, "toy": 300, "a": 90, "b": 3600, "c": 90, "d": 0.25}
 
 
-@pytest.mark.parametrize("bad", ["redis", "redis=", "=30", "redis=ten", "redis=-1"])
-def test_malformed_budgets_are_rejected(bad):
-    with pytest.raises(ValueError, match="component=seconds"):
-        cb.parse_budgets([bad])
+@pytest.mark.parametrize("bad, message", [("redis", "is not component=duration"), ("=30", "is not component=duration"),
+                                          ("redis=", "is not a duration"), ("redis=ten", "is not a duration"),
+                                          ("redis=-1", "is not a duration"), ("redis=5 minutes", "is not a duration")])
+def test_malformed_budgets_are_rejected(bad, message):
+    with pytest.raises(rr.OptionError, match=message):
+        rr.parse_budgets([bad])
 
 
 def test_documented_options_and_their_environment_variables(loader, monkeypatch, tmp_path):
@@ -196,23 +205,28 @@ def test_documented_options_and_their_environment_variables(loader, monkeypatch,
     assert plugin.get_option("rollback_scope") == "run"
     assert plugin.get_option("report_dir") == str(tmp_path)
     assert plugin.get_option("rollback_playbook") == "/srv/rollback.yml"
-    assert cb.parse_budgets(plugin.get_option("rollback_budgets"))["database"] == 120
+    assert rr.parse_budgets(plugin.get_option("rollback_budgets"))["database"] == 120
     assert plugin.CALLBACK_TYPE == "notification" and plugin.CALLBACK_NEEDS_ENABLED
 
 
-def test_an_unknown_rollback_mode_is_refused(loader, monkeypatch):
+def test_an_unknown_rollback_mode_stops_the_run_but_never_unloads_the_callback(loader, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("EMP_DEPLOY_ROLLBACK", "sometimes")
+    monkeypatch.setenv("EMP_DEPLOY_REPORT_DIR", str(tmp_path))
     plugin = loader.get("emp.deploy.go_no_go")
-    with pytest.raises(Exception, match="sometimes|rollback"):
-        plugin.set_options()
+    plugin.set_options()  # loading succeeds: the callback judges its options itself
+    with pytest.raises(SystemExit) as stopped:
+        start(plugin, Play("p", {"emp_phase": "x", "emp_component": "y"}))
+    assert stopped.value.code == 5
+    err = " ".join(capsys.readouterr().err.split())  # ansible-core 2.18 wraps long errors
+    assert "rollback: 'sometimes' is not one of auto, plan, off" in err
 
 
 # --- bookkeeping ---------------------------------------------------------------------------------
 
 def test_gates_are_found_in_loops_once_each():
     data = {"results": [{"emp_gate": gate("a", "redis")}, {"skipped": True}, {"emp_gate": gate("b", "redis")}]}
-    assert [g["name"] for g in cb._gates_in(data)] == ["a", "b"]
-    assert cb._gates_in({"emp_gate": {"no": "decision"}}) == []
+    assert [g["name"] for g in rr.gates_in(data)] == ["a", "b"]
+    assert rr.gates_in({"emp_gate": {"no": "decision"}}) == []
 
 
 @pytest.mark.parametrize("result_type", [Result, ResultV219])
@@ -257,15 +271,25 @@ def test_warn_and_observe_nogo_do_not_fail_the_run(callback, tmp_path):
     assert [g["decision"] for g in summary["gates"]] == ["NO-GO", "NO-GO"]
 
 
+def release(component):
+    return {"changed": True, "emp_release_step": {"component": component, "version": "2", "previous": "1",
+                                                  "changed": True, "run_id": "r", "host": "sandbox"}}
+
+
 @pytest.mark.parametrize("scope, expected", [("failed", ["redis"]), ("run", ["webhooks", "redis", "database"])])
 def test_rollback_components_in_reverse_order_of_deployment(callback, scope, expected):
     callback.set_options(direct={"rollback_scope": scope, "rollback": "off"})
     start(callback, Play("db", {"emp_phase": "infrastructure", "emp_component": "database"}))
+    callback.v2_runner_on_ok(Result(release("database")))
     callback.v2_runner_on_ok(Result({"emp_gate": gate("db", "database")}))
     callback.v2_playbook_on_play_start(Play("redis", {"emp_phase": "infrastructure", "emp_component": "redis"}))
+    callback.v2_runner_on_ok(Result(release("redis")))
     callback.v2_runner_on_failed(Result({"failed": True, "emp_gate": gate("r", "redis", "NO-GO")}))
     callback.v2_playbook_on_play_start(Play("webhooks", {"emp_phase": "application", "emp_component": "webhooks"}))
-    assert callback._rollback_components() == expected
+    callback.v2_runner_item_on_ok(Result({"results": [release("webhooks")]}))
+    # a phase that started but whose release step never ran (tags, --start-at-task) is not rolled back
+    callback.v2_playbook_on_play_start(Play("telemetry", {"emp_phase": "application", "emp_component": "telemetry"}))
+    assert callback._recorder.rollback_components() == expected
 
 
 def test_plan_mode_records_the_exact_command_and_runs_nothing(loader, tmp_path):
@@ -321,25 +345,70 @@ def test_its_own_errors_never_break_the_run(callback, capsys):
     assert (out.out + out.err).count("emp.deploy.go_no_go: v2_runner_on_ok failed") == 1
 
 
-def test_the_run_id_comes_from_the_extra_var_or_the_environment(callback, tmp_path, monkeypatch):
+def test_the_run_id_comes_from_the_extra_var_first(callback, tmp_path, monkeypatch):
     monkeypatch.setenv("EMP_DEPLOY_RUN_ID", "from-env")
     start(callback, Play("p", {}, {"emp_run_id": "from-extra-var"}))
     callback.v2_playbook_on_stats(Stats())
     assert [p.name for p in (tmp_path / "reports").iterdir()] == ["from-extra-var"]
+    assert os.environ["EMP_DEPLOY_RUN_ID"] == "from-extra-var"  # exported for every task of the run
+
+
+def test_the_run_id_comes_from_the_environment_without_the_extra_var(callback, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMP_DEPLOY_RUN_ID", "from-env")
+    start(callback, Play("p", {}, {}))
+    callback.v2_playbook_on_stats(Stats())
+    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["from-env"]
+    journal, summary = read_run(tmp_path)
+    assert summary["run_id"] == "from-env" and {r["run_id"] for r in journal} == {"from-env"}
+
+
+def test_a_new_run_id_is_exported_to_the_run(callback, tmp_path):
+    start(callback, Play("p", {}, {}))
+    (run_dir,) = list((tmp_path / "reports").iterdir())
+    assert os.environ["EMP_DEPLOY_RUN_ID"] == run_dir.name
+
+
+@pytest.mark.parametrize("source", ["extra_var", "env"])
+@pytest.mark.parametrize("bad", ["../../escape", "a/b", "..", ".hidden", "", "x" * 129])
+def test_an_unsafe_run_id_stops_the_run(callback, tmp_path, monkeypatch, source, bad):
+    if source == "env":
+        monkeypatch.setenv("EMP_DEPLOY_RUN_ID", bad)
+        play = Play("p", {}, {})
+    else:
+        play = Play("p", {}, {"emp_run_id": bad})
+    if bad == "":  # empty means unset: a new id
+        start(callback, play)
+        assert len(list((tmp_path / "reports").iterdir())) == 1
+        return
+    with pytest.raises(SystemExit) as stopped:
+        start(callback, play)
+    assert stopped.value.code == 5
+    assert not (tmp_path / "reports").exists() and not list(tmp_path.parent.rglob("escape"))
+
+
+@pytest.mark.parametrize("option, value", [("rollback_budgets", ["redis=soon"]), ("rollback_default_budget", "x"),
+                                           ("rollback_budgets", ["redis"])])
+def test_a_malformed_option_stops_the_run_at_its_start(loader, tmp_path, option, value, capsys):
+    plugin = loader.get("emp.deploy.go_no_go")
+    plugin.set_options(direct={"report_dir": str(tmp_path / "reports"), option: value})
+    with pytest.raises(SystemExit) as stopped:
+        start(plugin, Play("p", {"emp_phase": "x", "emp_component": "y"}))
+    assert stopped.value.code == 5
+    assert option in capsys.readouterr().err
 
 
 def test_sigterm_handler_closes_the_journal_only_in_the_process_that_installed_it(callback, tmp_path, monkeypatch):
     start(callback, Play("p", {"emp_phase": "x", "emp_component": "y"}))
     calls = []
-    callback._prev_sigterm = lambda signum, frame: calls.append(signum)
+    callback._previous_handlers[15] = lambda signum, frame: calls.append(signum)
     monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked worker
-    callback._on_sigterm(15, None)
-    assert calls == [15] and not callback._finished
+    callback._on_signal(15, None)
+    assert calls == [15] and not callback._recorder.finished
     monkeypatch.undo()
-    callback._prev_sigterm = lambda signum, frame: calls.append(signum)
-    callback._on_sigterm(15, None)
+    callback._on_signal(15, None)
+    assert calls == [15, 15]
     journal, summary = read_run(tmp_path)
-    assert summary["interrupted"] == "SIGTERM" and summary["decision"] == "NO-GO"
+    assert summary["interrupted"] == "SIGTERM" and summary["decision"] == "interrupted"
     assert [r["type"] for r in journal][-2:] == ["run_interrupted", "run_end"]
 
 
@@ -378,3 +447,23 @@ def test_a_run_that_failed_outside_any_phase_is_no_go(loader, tmp_path):
     assert summary["decision"] == "NO-GO"
     assert summary["reasons"] == ["outside any phase: deployment step failed: Check on sandbox: probe said no"]
     assert summary["rollback"]["triggered"] is False
+
+
+class GateTask(Task):
+    action = "emp.deploy.gate"
+
+
+def test_a_gate_censored_by_no_log_is_recorded_redacted_with_its_decision(callback, tmp_path):
+    start(callback, Play("redis", {"emp_phase": "infrastructure", "emp_component": "redis"}))
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified", "changed": False}
+    passed, failed = Result(dict(censored), task="Quiet gate"), Result(dict(censored), task="Secret gate")
+    passed._task, failed._task = GateTask("Quiet gate"), GateTask("Secret gate")
+    callback.v2_playbook_on_task_start(passed._task, False)
+    callback.v2_runner_on_ok(passed)
+    callback.v2_playbook_on_task_start(failed._task, False)
+    callback.v2_runner_on_failed(failed)
+    callback.v2_playbook_on_stats(Stats())
+    dummy, summary = read_run(tmp_path)
+    assert [(g["name"], g["decision"], g["redacted"]) for g in summary["gates"]] == [
+        ("Quiet gate", "GO", True), ("Secret gate", "NO-GO", True)]
+    assert summary["decision"] == "NO-GO" and summary["failures"] == []

@@ -1,0 +1,79 @@
+# Copyright: Contributors to the emp.deploy collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The GO/NO-GO table printed at the end of a run, made from summary.json's content (pure Python)."""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
+from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import first_line
+
+COLORS = {R.GO: "bright green", R.NO_GO: "bright red", R.NO_GATE: "bright yellow", R.INTERRUPTED: "bright red"}
+
+
+def _gate_row(gate: t.Mapping[str, t.Any]) -> list[str]:
+    # a redacted (no_log) gate shows its decision, name and timing, never what it measured
+    reason = "redacted (no_log)" if gate.get("redacted") else first_line(gate.get("reason"), 110)
+    return [gate.get("phase") or "-", gate.get("component") or "-", gate.get("host") or "-", gate.get("name") or "-",
+            gate.get("mode") or "-", gate.get("decision") or "-", f"{gate.get('duration_s') or 0:.1f}s", reason]
+
+
+def _failure_row(failure: t.Mapping[str, t.Any]) -> list[str]:
+    return [failure.get("phase") or "-", failure.get("component") or "-", failure.get("host") or "-",
+            first_line(failure.get("task"), 30), "step", R.NO_GO if failure.get("component") else "failed", "-",
+            first_line(failure.get("msg"), 110)]
+
+
+def _rows(summary: t.Mapping[str, t.Any]) -> list[list[str]]:
+    rows = [["PHASE", "COMPONENT", "HOST", "GATE", "MODE", "DECISION", "TIME", "REASON"]]
+    rows += [_gate_row(gate) for gate in summary.get("gates") or []]
+    rows += [_failure_row(failure) for failure in summary.get("failures") or []]
+    hosts = {row[2] for row in rows[1:]}
+    if len(hosts) <= 1:  # the host column only when it tells rows apart
+        rows = [row[:2] + row[3:] for row in rows]
+    return rows
+
+
+def _rollback_lines(summary: t.Mapping[str, t.Any]) -> list[str]:
+    rollback = summary.get("rollback") or {}
+    if rollback.get("triggered") and rollback.get("mode") == "auto":
+        state = rollback.get("state")
+        if state == R.ROLLBACK_CUT_SHORT:
+            return [f"  rollback [{', '.join(rollback['components'])}] CUT SHORT by {summary.get('interrupted')}"]
+        outcome = "ok" if rollback.get("ok") else "FAILED"
+        budget = "within budget" if rollback.get("within_budget") else "OVER BUDGET"
+        runner = f", {rollback['runner']}" if rollback.get("runner") == R.RUNNER_SUBPROCESS else ""
+        lines = [f"  rollback [{', '.join(rollback['components'])}] ({rollback['scope']}{runner}): {outcome} in "
+                 f"{rollback.get('duration_s')} s, {budget} ({rollback.get('budget_s')} s)"]
+        return lines + [f"  ROLLBACK PROBLEM: {problem}" for problem in rollback.get("problems") or []]
+    if rollback.get("mode") == "plan" and rollback.get("components"):
+        return [f"  rollback planned, not run: {rollback.get('command')}"]
+    if summary.get("decision") == R.NO_GO:
+        return [f"  no rollback: {rollback.get('why_not')}"]
+    return []
+
+
+def render(summary: t.Mapping[str, t.Any], report: str | None) -> tuple[str, str]:
+    """The table's text and its colour."""
+    decision = summary.get("decision")
+    lines = [f"EMP GO/NO-GO  run {summary.get('run_id')}  decision {decision}"
+             + ("  (check mode)" if summary.get("check_mode") else "")
+             + (f"  (interrupted by {summary['interrupted']})" if summary.get("interrupted") else "")]
+    rows = _rows(summary)
+    if len(rows) > 1:
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            lines.append("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    elif decision == R.NO_GATE:
+        lines.append("  no gate ran in this run: nothing was judged GO or NO-GO")
+    else:
+        lines.append("  no gates and no failed deployment steps in this run")
+    lines += _rollback_lines(summary)
+    for error in summary.get("record_errors") or []:
+        lines.append(f"  NO RECORD: {error}")
+    if report and not summary.get("record_errors"):
+        lines.append(f"  report: {report}")
+    return "\n".join(lines), COLORS.get(str(decision), "bright red")

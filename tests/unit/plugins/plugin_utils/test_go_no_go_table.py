@@ -1,0 +1,42 @@
+"""The GO/NO-GO table from summary content: host column, redacted gates, runs without gates."""
+from __future__ import annotations
+
+from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
+
+
+def gate(name, host, decision="GO", **extra):
+    return {"name": name, "phase": "infrastructure", "component": "redis", "host": host, "mode": "enforce",
+            "decision": decision, "duration_s": 2.0, "reason": "result.stdout was 312", **extra}
+
+
+def summary(gates, decision="GO", **extra):
+    return {"run_id": "r1", "decision": decision, "gates": gates, "failures": [], "rollback": {}, **extra}
+
+
+def test_a_host_column_only_when_rows_come_from_several_hosts():
+    one, color = table.render(summary([gate("a", "web-1"), gate("b", "web-1")]), "/r/summary.json")
+    assert "HOST" not in one and "web-1" not in one and color == "bright green"
+    several, dummy = table.render(summary([gate("a", "web-1"), gate("a", "web-2")]), None)
+    header, *rows = [line for line in several.splitlines() if "PHASE" in line or " a " in line]
+    assert header.split()[:4] == ["PHASE", "COMPONENT", "HOST", "GATE"]
+    assert [row.split()[2] for row in rows] == ["web-1", "web-2"]
+
+
+def test_a_redacted_gate_shows_decision_name_and_timing_but_no_values():
+    text, color = table.render(summary([gate("secret", "h", "NO-GO", redacted=True)], "NO-GO"), None)
+    assert "secret" in text and "NO-GO" in text and "2.0s" in text and "redacted (no_log)" in text
+    assert "312" not in text and color == "bright red"
+
+
+def test_no_gate_is_not_go():
+    text, color = table.render(summary([], "no gate"), None)
+    assert "decision no gate" in text and "no gate ran in this run" in text and color != "bright green"
+
+
+def test_an_unwritable_record_and_an_interrupted_rollback_are_said_loudly():
+    text, dummy = table.render(summary([gate("g", "h", "NO-GO")], "NO-GO", interrupted="SIGINT",
+                                       record_errors=["cannot write the run record in /dev/null/reports/r1"],
+                                       rollback={"triggered": True, "mode": "auto", "state": "cut_short",
+                                                 "components": ["redis"]}), "/dev/null/reports/r1/summary.json")
+    assert "(interrupted by SIGINT)" in text and "rollback [redis] CUT SHORT by SIGINT" in text
+    assert "NO RECORD: cannot write the run record in /dev/null/reports/r1" in text and "report:" not in text
