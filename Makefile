@@ -10,6 +10,10 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
+# emp.deploy.* resolves to this checkout through this link (ansible.cfg: collections_path); it is
+# created, not committed (see tools/collection-link). Order-only prerequisite of every target that
+# runs Ansible.
+COLLECTION_LINK := $(ROOT)/collections/ansible_collections/emp/deploy
 
 .PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
@@ -23,7 +27,10 @@ $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.t
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
 	touch $@
 
-venv: $(VENV)/.stamp
+venv: $(VENV)/.stamp | $(COLLECTION_LINK)
+
+$(COLLECTION_LINK):
+	$(ROOT)/tools/collection-link
 
 $(VENV_218)/.stamp: requirements/compat-2.18.txt requirements.txt
 	test -x $(VENV_218)/bin/python || $$($(ROOT)/tools/find-python) -m venv $(VENV_218)
@@ -83,7 +90,7 @@ molecule: system-deps venv
 build: venv
 	$(ROOT)/tools/build-check
 
-compat-2.18: system-deps $(VENV_218)/.stamp
+compat-2.18: system-deps $(VENV_218)/.stamp | $(COLLECTION_LINK)
 	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_ARGS)
 
 bench: system-deps venv $(VENV_BENCH)/.stamp
