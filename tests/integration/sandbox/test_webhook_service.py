@@ -1,4 +1,4 @@
-"""Contract tests of the sandbox webhook service (EMP_CONTRACTS.md, "Webhook service").
+"""Contract tests of the sandbox webhook service (docs/emp-contracts.md, "Webhook service").
 
 Real processes and sockets: a private redis-server, ``python -m sandbox.webhook``, receivers on
 loopback. Signatures are checked with Python's hmac here, not with the service's signing code.
