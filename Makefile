@@ -15,12 +15,12 @@ PYTEST_ARGS ?=
 # runs Ansible.
 COLLECTION_LINK := $(ROOT)/collections/ansible_collections/emp/deploy
 
-.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
+.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
 	@echo "make demo-nogo - the same with a broken webhook release: NO-GO and automatic rollback"
-	@echo "make test   - install everything and run sanity, lint, unit, integration, molecule"
+	@echo "make test   - install everything and run sanity, lint, typecheck, unit, integration, molecule"
 
 $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(BIN)/python || $$($(ROOT)/tools/find-python) -m venv $(VENV)
@@ -69,7 +69,7 @@ demo-nogo: demo-sandbox
 	  echo "ansible-playbook deploy.yml exited with $$rc (2 = an enforced gate said NO-GO)"; \
 	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current)"; test $$rc -eq 2
 
-test: system-deps venv sanity lint unit integration molecule build compat-2.18
+test: system-deps venv sanity lint typecheck unit integration molecule build compat-2.18
 	@echo "make test: all quality gates passed"
 
 sanity: system-deps $(VENV_SANITY)/.stamp
@@ -77,6 +77,10 @@ sanity: system-deps $(VENV_SANITY)/.stamp
 
 lint: venv
 	cd $(ROOT) && $(BIN)/ansible-lint --profile production
+
+# mypy over plugins/ as ansible_collections.emp.deploy.plugins (mypy.ini); paths shown from the root
+typecheck: venv
+	cd $(ROOT) && $(BIN)/mypy | sed 's|^collections/ansible_collections/emp/deploy/||'
 
 unit: venv
 	cd $(ROOT) && $(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
