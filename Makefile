@@ -10,6 +10,11 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
+# Integration tests mostly wait (soak windows, services starting), so they run in parallel: one
+# worker per CPU, each test file kept on one worker (module-scoped sandboxes and servers are not
+# shared across processes; every test starts its own servers on free ports).
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 # emp.deploy.* resolves to this checkout through this link (ansible.cfg: collections_path); it is
 # created, not committed (see tools/collection-link). Order-only prerequisite of every target that
 # runs Ansible.
@@ -86,7 +91,7 @@ unit: venv
 	cd $(ROOT) && $(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: system-deps venv
-	cd $(ROOT) && $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	cd $(ROOT) && $(BIN)/python -m pytest tests/integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 molecule: system-deps venv
 	cd $(ROOT) && for s in $$(ls molecule); do $(BIN)/molecule test -s $$s; done
@@ -95,7 +100,7 @@ build: venv
 	$(ROOT)/tools/build-check
 
 compat-2.18: system-deps $(VENV_218)/.stamp | $(COLLECTION_LINK)
-	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_ARGS)
+	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 bench: system-deps venv $(VENV_BENCH)/.stamp
 	for b in $(ROOT)/bench/*/run; do $$b; done
