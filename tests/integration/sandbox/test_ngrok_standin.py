@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from sandbox.ngrok.testing import (
+from ngrok_harness import (
     BIN,
     TEST_AUTHTOKEN,
     HttpUpstream,

@@ -233,14 +233,15 @@ def test_fault_no_reconnect(start_service, sandbox_redis_server, tmp_path):  # n
 
 
 def test_fault_no_redis_client_and_no_telemetry(start_service, sandbox_redis_server, tmp_path, otlp_sink):  # noqa: F811
-    start_worker(start_service, sandbox_redis_server, tmp_path, "--otlp-endpoint", otlp_sink.endpoint,
-                 faults=["no_redis_client", "no_telemetry"], version="1.1.0-noredis")
+    service = start_worker(start_service, sandbox_redis_server, tmp_path, "--otlp-endpoint", otlp_sink.endpoint,
+                           faults=["no_redis_client", "no_telemetry"], version="1.1.0-noredis")
     client = redis.Redis(port=sandbox_redis_server.port, decode_responses=True)
     wait_until(lambda: client.scard("workers:active") == 2, timeout=EVENT_DEADLINE, message="workers registered")
     job_id = submit(client)
     wait_status(client, job_id, "completed")
     assert not any(name.startswith("emp-worker") for name in client_names(sandbox_redis_server.port))
-    time.sleep(0.5)
+    # the worker flushes all its telemetry when it stops: after that, nothing can still come
+    assert service.terminate() == 0
     assert otlp_sink.requests == []
 
 

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from conftest import ROOT
-from sandbox.telemetry.testing import TelemetryProcess
+from telemetry_harness import TelemetryProcess
 from sandbox_fixtures import wait_until
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
