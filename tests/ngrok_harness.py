@@ -22,7 +22,7 @@ BIN = Path(__file__).resolve().parents[1] / "sandbox" / "bin" / "ngrok"
 TEST_AUTHTOKEN = "emp_sandbox_test_authtoken_0001"
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -43,7 +43,7 @@ class ServiceProcess:
             self.wait_listening()
         return self
 
-    def wait_listening(self, timeout: float = 10.0) -> None:
+    def wait_listening(self, timeout: float = EVENT_DEADLINE) -> None:
         try:
             wait_for_port(self.port, timeout=timeout)
         except TimeoutError as exc:
