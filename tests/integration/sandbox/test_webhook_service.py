@@ -136,7 +136,7 @@ def start_service(redis_factory, tmp_path):
         release = write_release(tmp_path / f"release-{len(services)}", version, faults)
         service = WebhookService(server.url, release, log_file=tmp_path / f"webhook-{len(services)}.log", **kwargs)
         service.redis = server
-        services.append(service.start())
+        services.append(service.start(timeout=EVENT_DEADLINE))
         return service
     yield start
     for service in services:
