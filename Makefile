@@ -10,20 +10,32 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
+# Integration tests mostly wait (soak windows, services starting), so they run in parallel: one
+# worker per CPU, each test file kept on one worker (module-scoped sandboxes and servers are not
+# shared across processes; every test starts its own servers on free ports).
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+# emp.deploy.* resolves to this checkout through this link (ansible.cfg: collections_path); it is
+# created, not committed (see tools/collection-link). Order-only prerequisite of every target that
+# runs Ansible.
+COLLECTION_LINK := $(ROOT)/collections/ansible_collections/emp/deploy
 
-.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
+.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
 	@echo "make demo-nogo - the same with a broken webhook release: NO-GO and automatic rollback"
-	@echo "make test   - install everything and run sanity, lint, unit, integration, molecule"
+	@echo "make test   - install everything and run sanity, lint, typecheck, unit, integration, molecule"
 
 $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(BIN)/python || $$($(ROOT)/tools/find-python) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements/dev.txt -c requirements/constraints.txt
 	touch $@
 
-venv: $(VENV)/.stamp
+venv: $(VENV)/.stamp | $(COLLECTION_LINK)
+
+$(COLLECTION_LINK):
+	$(ROOT)/tools/collection-link
 
 $(VENV_218)/.stamp: requirements/compat-2.18.txt requirements.txt
 	test -x $(VENV_218)/bin/python || $$($(ROOT)/tools/find-python) -m venv $(VENV_218)
@@ -62,7 +74,7 @@ demo-nogo: demo-sandbox
 	  echo "ansible-playbook deploy.yml exited with $$rc (2 = an enforced gate said NO-GO)"; \
 	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current)"; test $$rc -eq 2
 
-test: system-deps venv sanity lint unit integration molecule build compat-2.18
+test: system-deps venv sanity lint typecheck unit integration molecule build compat-2.18
 	@echo "make test: all quality gates passed"
 
 sanity: system-deps $(VENV_SANITY)/.stamp
@@ -71,11 +83,15 @@ sanity: system-deps $(VENV_SANITY)/.stamp
 lint: venv
 	cd $(ROOT) && $(BIN)/ansible-lint --profile production
 
+# mypy over plugins/ as ansible_collections.emp.deploy.plugins (mypy.ini); paths shown from the root
+typecheck: venv
+	cd $(ROOT) && $(BIN)/mypy | sed 's|^collections/ansible_collections/emp/deploy/||'
+
 unit: venv
 	cd $(ROOT) && $(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: system-deps venv
-	cd $(ROOT) && $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	cd $(ROOT) && $(BIN)/python -m pytest tests/integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 molecule: system-deps venv
 	cd $(ROOT) && for s in $$(ls molecule); do $(BIN)/molecule test -s $$s; done
@@ -83,8 +99,8 @@ molecule: system-deps venv
 build: venv
 	$(ROOT)/tools/build-check
 
-compat-2.18: system-deps $(VENV_218)/.stamp
-	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_ARGS)
+compat-2.18: system-deps $(VENV_218)/.stamp | $(COLLECTION_LINK)
+	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 bench: system-deps venv $(VENV_BENCH)/.stamp
 	for b in $(ROOT)/bench/*/run; do $$b; done

@@ -18,6 +18,10 @@ __all__ = ["RedisServer", "free_port", "wait_for_port", "run_playbook", "write_p
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COLLECTIONS_PATH = ROOT / "collections"
+# emp.deploy.* resolves through collections/ansible_collections/emp/deploy -> ROOT (ansible.cfg), a
+# link that is not committed (collection CI's sanity refuses it): make it here too, so the tests also
+# run from a plain clone without make.
+subprocess.run([str(ROOT / "tools/collection-link")], check=True)
 # unit tests import plugins as installed collection code: ansible_collections.emp.deploy.*
 if str(COLLECTIONS_PATH) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_PATH))

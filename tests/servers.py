@@ -16,7 +16,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+# how long to wait for a server we started to listen: generous, the box may be loaded (returns at once
+# when it listens, so only a broken start waits this long)
+START_DEADLINE = 30.0
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = START_DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

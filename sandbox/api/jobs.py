@@ -1,4 +1,4 @@
-"""Job submission and lookup on the EMP Redis key schema (EMP_CONTRACTS.md)."""
+"""Job submission and lookup on the EMP Redis key schema (docs/emp-contracts.md)."""
 from __future__ import annotations
 
 import json

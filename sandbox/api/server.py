@@ -1,6 +1,6 @@
 """Sandbox EMP API: /health, /version, jobs, WebSockets for monitors and clients.
 
-Behaviour that the deployment gates rely on (EMP_CONTRACTS.md):
+Behaviour that the deployment gates rely on (docs/emp-contracts.md):
 - while Redis is unreachable at start it retries forever *before* listening (port closed);
 - /health never touches Redis;
 - Redis client name ``emp-api``; a long-lived pub/sub connection re-established with capped

@@ -1,5 +1,5 @@
 -- (FUNCTION LOAD needs a first line `#!lua name=jobMatching`: sandbox/redis/__init__.py adds it.)
--- emp.deploy sandbox: atomic job claiming for EMP workers (EMP_CONTRACTS.md).
+-- emp.deploy sandbox: atomic job claiming for EMP workers (docs/emp-contracts.md, "Claiming jobs").
 -- FCALL findMatchingJob 0 <capabilities JSON> <max_scan>
 -- Scans the top of jobs:pending (highest score first) and claims the first job the
 -- worker can serve: ZREM + job hash status=assigned + jobs:active:{worker} + PUBLISH job_claimed.

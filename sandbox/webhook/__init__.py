@@ -1,7 +1,7 @@
 """Sandbox webhook service: the EMP webhook-service contract on loopback.
 
 Routes, storage keys, delivery format, signature and retry policy follow
-../shared/EMP_CONTRACTS.md ("Webhook service"). Start it with
+docs/emp-contracts.md ("Webhook service"). Start it with
 ``python -m sandbox.webhook --redis-url URL [--port N] [--release-dir DIR] ...``.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """python -m sandbox.webhook: the sandbox webhook service.
 
-Start order (EMP_CONTRACTS.md): Redis -> processor -> routes -> 404 handler -> listen.
+Start order (docs/emp-contracts.md): Redis -> processor -> routes -> 404 handler -> listen.
 Release faults honoured: routes_404 (routes registered before the processor existed),
 no_redis_client, no_reconnect, no_telemetry.
 """

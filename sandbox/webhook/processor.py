@@ -1,6 +1,6 @@
 """The webhook processor: turns Redis pub/sub events and test requests into signed deliveries.
 
-Delivery contract (EMP_CONTRACTS.md): POST JSON {event_type, event_id, timestamp, webhook_id,
+Delivery contract (docs/emp-contracts.md): POST JSON {event_type, event_id, timestamp, webhook_id,
 data, metadata?} with User-Agent, X-Webhook-Event, X-Webhook-ID, X-Event-ID and, with a secret,
 X-Webhook-Signature. A 2xx answer is a success; anything else is retried per the webhook's
 retry_config with the same body (same event id); after max_attempts the delivery has failed

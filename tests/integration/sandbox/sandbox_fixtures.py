@@ -19,6 +19,13 @@ from conftest import ROOT, RedisServer, free_port, wait_for_port
 
 import sandbox.redis as sandbox_redis
 
+# How long a test waits for an event it expects (a log line, a state change, a client in CLIENT
+# LIST). Generous on purpose: the 2-core CI box runs tests in parallel, and a wait returns as soon
+# as the event happens, so only a failing test ever waits this long.
+EVENT_DEADLINE = 30.0
+# A service told to stop (SIGTERM) must be gone within this; one that hangs instead fails the test.
+PROMPT_EXIT = 10.0
+
 
 class ServiceProcess:
     """``python -m sandbox.<service>`` in its own session, with its log kept for failure messages."""
@@ -36,7 +43,7 @@ class ServiceProcess:
             self.wait_listening()
         return self
 
-    def wait_listening(self, timeout: float = 10.0) -> None:
+    def wait_listening(self, timeout: float = EVENT_DEADLINE) -> None:
         try:
             wait_for_port(self.port, timeout=timeout)
         except TimeoutError as exc:
@@ -45,7 +52,7 @@ class ServiceProcess:
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
-    def terminate(self, timeout: float = 10.0) -> int:
+    def terminate(self, timeout: float = PROMPT_EXIT) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout)
@@ -128,7 +135,18 @@ def client_names(port: int) -> list[str]:
         client.close()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+def subscribed(redis_port: int, channel: str = "complete_job") -> bool:
+    """Someone is subscribed to ``channel``: a service's pub/sub connection is up. (Its client name
+    shows earlier, from a command before it subscribes; a Redis restart in that gap is no loss for the
+    service to notice: it simply subscribes to the new server.)"""
+    client = redis.Redis(port=redis_port, socket_timeout=2)
+    try:
+        return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) > 0
+    finally:
+        client.close()
+
+
+def wait_until(predicate, timeout: float = EVENT_DEADLINE, interval: float = 0.05, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -8,11 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from sandbox.ngrok.testing import (
+from ngrok_harness import (
     BIN,
     TEST_AUTHTOKEN,
     HttpUpstream,
@@ -300,9 +299,8 @@ def test_killed_and_restarted_on_the_same_web_addr(standins, upstream):
     agent.kill()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", pinned), timeout=0.5)
-    started = time.monotonic()
-    agent.start("--all")
-    assert agent.proc.pid != pid and time.monotonic() - started < 5
+    agent.start("--all")  # returns once the agent listens again (bounded by its own deadline)
+    assert agent.proc.pid != pid
     assert [t["name"] for t in agent.tunnels()] == ["api"], "only what the config declares comes back"
     assert http("GET", f"http://127.0.0.1:{pinned}/health")[0] == 200
     agent.stop()

@@ -13,6 +13,8 @@ import requests
 import websockets.sync.client
 from conftest import free_port
 from sandbox_fixtures import (  # noqa: F401  # pylint: disable=unused-import
+    EVENT_DEADLINE,
+    PROMPT_EXIT,
     client_names,
     module_otlp_sink,
     module_redis,
@@ -20,6 +22,7 @@ from sandbox_fixtures import (  # noqa: F401  # pylint: disable=unused-import
     sandbox_redis_server,
     start_module_service,
     start_service,
+    subscribed,
     wait_until,
 )
 from websockets.client import ClientProtocol
@@ -183,10 +186,10 @@ def test_redis_client_name_and_reconnect_after_restart(own_api):
     assert "emp-api" in client_names(api.redis.port)
     api.redis.kill()
     api.redis.start()
-    wait_until(lambda: "emp-api" in client_names(api.redis.port), timeout=10, message="emp-api back in CLIENT LIST")
+    wait_until(lambda: "emp-api" in client_names(api.redis.port), timeout=EVENT_DEADLINE, message="emp-api back in CLIENT LIST")
     # and the API serves Redis-backed requests again (the library is not needed for submission)
     wait_until(lambda: requests.post(f"{api.url}/api/jobs", json={"service_required": "mock"},
-                                     timeout=TIMEOUT).status_code == 201, timeout=5, message="submission works")
+                                     timeout=TIMEOUT).status_code == 201, timeout=EVENT_DEADLINE, message="submission works")
 
 
 def test_health_does_not_touch_redis(own_api):
@@ -202,7 +205,7 @@ def test_waits_for_redis_before_listening(start_service, redis_factory, tmp_path
     api_port = free_port()
     service = start_service("sandbox.api", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
                             port=api_port, wait=False)
-    wait_until(lambda: service.output().count("retrying") >= 2, timeout=10, message="API retrying Redis")
+    wait_until(lambda: service.output().count("retrying") >= 2, timeout=EVENT_DEADLINE, message="API retrying Redis")
     assert service.proc.poll() is None, service.output()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", api_port), timeout=0.2).close()
@@ -210,17 +213,20 @@ def test_waits_for_redis_before_listening(start_service, redis_factory, tmp_path
     server.stop()
     server.port = redis_port
     server.start()
-    service.wait_listening(timeout=10)
+    service.wait_listening()
     assert requests.get(f"http://127.0.0.1:{api_port}/health", timeout=TIMEOUT).status_code == 200
 
 
 def test_traces_and_metrics_reach_otlp(api, module_otlp_sink):  # noqa: F811
     answer = requests.post(f"{api.url}/api/jobs", json={"service_required": "mock"}, timeout=TIMEOUT)
     trace_id = answer.headers["traceparent"].split("-")[1]
-    spans = wait_until(lambda: [s for name, s in module_otlp_sink.spans() if name == "emp-api"
-                                and s.trace_id.hex() == trace_id], timeout=10, message="API spans exported")
-    assert {s.name for s in spans} >= {"POST /api/jobs", "redis submit_job"}
-    wait_until(lambda: ("emp-api", "http.server.request.duration") in module_otlp_sink.metric_names(), timeout=10,
+
+    def span_names() -> set[str]:
+        return {s.name for name, s in module_otlp_sink.spans() if name == "emp-api" and s.trace_id.hex() == trace_id}
+
+    # the child span may be exported in an earlier batch than its parent: wait for both
+    wait_until(lambda: span_names() >= {"POST /api/jobs", "redis submit_job"}, message="API spans exported")
+    wait_until(lambda: ("emp-api", "http.server.request.duration") in module_otlp_sink.metric_names(),
                message="API metrics exported")
 
 
@@ -240,7 +246,7 @@ def test_websocket_monitor_receives_events_and_counts(api):
         event = json.loads(ws.recv(timeout=TIMEOUT))
         assert event["type"] == "job_submitted" and event["data"]["job_id"] == job_id
     wait_until(lambda: requests.get(f"{api.url}/health", timeout=TIMEOUT).json()["connections"]["monitors"] == 0,
-               timeout=5, message="monitor count back to 0")
+               timeout=EVENT_DEADLINE, message="monitor count back to 0")
 
 
 def test_websocket_client_messages(api):
@@ -290,7 +296,7 @@ def test_server_pings_and_drops_silent_peers(api):
     # the fixture runs the API with --ws-ping-interval 0.3 (default 5 s, as the contract says)
     sock, protocol = raw_ws(api.port, "/ws/monitor/silent")
     pings, closed_at, started = 0, None, time.monotonic()
-    while time.monotonic() - started < 5 and closed_at is None:
+    while time.monotonic() - started < EVENT_DEADLINE and closed_at is None:
         data = sock.recv(65536)
         if not data:
             closed_at = time.monotonic()
@@ -304,7 +310,8 @@ def test_server_pings_and_drops_silent_peers(api):
         protocol.data_to_send()  # deliberately never sent: no pongs
     sock.close()
     assert pings == 3, f"expected 3 unanswered pings before the drop, saw {pings}"
-    assert closed_at is not None and 0.9 <= closed_at - started <= 3.0
+    # three 0.3 s ping intervals at least; a loaded box may only make the drop later
+    assert closed_at is not None and closed_at - started >= 0.9
 
 
 def test_websocket_auth_token(start_service, sandbox_redis_server):  # noqa: F811
@@ -329,9 +336,8 @@ def test_sigterm_exits_cleanly(own_api):
     api = own_api
     with websockets.sync.client.connect(f"ws://127.0.0.1:{api.port}/ws/monitor/m1", open_timeout=TIMEOUT) as ws:
         ws.recv(timeout=TIMEOUT)
-        started = time.monotonic()
-        assert api.terminate() == 0
-        assert time.monotonic() - started < 4
+        # terminate() waits PROMPT_EXIT at most: a server stuck on its open websocket fails here
+        assert api.terminate(timeout=PROMPT_EXIT) == 0
     assert "Traceback" not in api.output()
 
 
@@ -359,9 +365,11 @@ def test_fault_no_reconnect(start_service, sandbox_redis_server):  # noqa: F811
     service = start_service("sandbox.api", "--redis-url", sandbox_redis_server.url, port=port,
                             release={"service": "api", "version": "1.1.0-noreconnect", "faults": ["no_reconnect"]})
     assert "emp-api" in client_names(sandbox_redis_server.port)
+    # the loss to notice is that of the pub/sub connection: kill Redis only once it is up
+    wait_until(lambda: subscribed(sandbox_redis_server.port), message="the API subscribed")
     sandbox_redis_server.kill()
     sandbox_redis_server.start()
-    wait_until(lambda: "not reconnecting" in service.output(), timeout=5, message="the API noticed the loss")
+    wait_until(lambda: "not reconnecting" in service.output(), timeout=EVENT_DEADLINE, message="the API noticed the loss")
     time.sleep(1.0)
     assert "emp-api" not in client_names(sandbox_redis_server.port)
     assert requests.post(f"http://127.0.0.1:{port}/api/jobs", json={"service_required": "mock"},
@@ -370,11 +378,13 @@ def test_fault_no_reconnect(start_service, sandbox_redis_server):  # noqa: F811
 
 def test_fault_no_telemetry(start_service, sandbox_redis_server, otlp_sink):  # noqa: F811
     port = free_port()
-    start_service("sandbox.api", "--redis-url", sandbox_redis_server.url, "--otlp-endpoint", otlp_sink.endpoint,
-                  port=port, release={"service": "api", "version": "1.1.0-notelemetry", "faults": ["no_telemetry"]})
+    service = start_service("sandbox.api", "--redis-url", sandbox_redis_server.url, "--otlp-endpoint",
+                            otlp_sink.endpoint, port=port,
+                            release={"service": "api", "version": "1.1.0-notelemetry", "faults": ["no_telemetry"]})
     answer = requests.get(f"http://127.0.0.1:{port}/health", timeout=TIMEOUT)
     assert "traceparent" not in answer.headers
-    time.sleep(1.0)
+    # the API flushes all its telemetry when it stops: after that, nothing can still come
+    assert service.terminate() == 0
     assert otlp_sink.requests == []
 
 

@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from conftest import ROOT
-from sandbox.telemetry.testing import TelemetryProcess
+from telemetry_harness import TelemetryProcess
+from sandbox_fixtures import wait_until
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 TIMEOUT = 5
@@ -341,11 +342,17 @@ def test_queue_full_counts_enqueue_failed(backend):
 
 
 def test_delay_makes_data_visible_later(backend):
-    backend.fault(mode="delay", delay_s=1.0, signals=["traces"])
+    # a delay long enough that the first query surely lands inside it, even on a loaded box; the
+    # span must then appear, and not before the delay is over
+    delay_s = 5.0
+    backend.fault(mode="delay", delay_s=delay_s, signals=["traces"])
+    before_send = time.monotonic()
     trace_id = send_spans(backend, "emp-api")[0]
     assert spans_of(query(backend, "/api/spans", by_trace(trace_id)).json()) == []
-    time.sleep(1.1)
-    assert len(spans_of(query(backend, "/api/spans", by_trace(trace_id)).json())) == 1
+    assert time.monotonic() - before_send < delay_s, "the first query came too late to see the delay"
+    wait_until(lambda: spans_of(query(backend, "/api/spans", by_trace(trace_id)).json()), interval=0.1,
+               message="delayed span visible")
+    assert time.monotonic() - before_send >= delay_s
 
 
 @pytest.mark.parametrize("mode, status, rpc_code", [("unavailable", 503, 14), ("throttle", 429, 8)])

@@ -1,4 +1,4 @@
-"""Contract tests of the sandbox webhook service (EMP_CONTRACTS.md, "Webhook service").
+"""Contract tests of the sandbox webhook service (docs/emp-contracts.md, "Webhook service").
 
 Real processes and sockets: a private redis-server, ``python -m sandbox.webhook``, receivers on
 loopback. Signatures are checked with Python's hmac here, not with the service's signing code.
@@ -20,6 +20,7 @@ import redis
 import requests
 
 from sandbox.webhook.launch import WebhookService, write_release
+from sandbox_fixtures import EVENT_DEADLINE, wait_until
 
 EVENT_FIELDS = {"event_type", "event_id", "timestamp", "webhook_id", "data"}
 
@@ -56,7 +57,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+    def wait_for(self, count: int, timeout: float = EVENT_DEADLINE) -> list[dict]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -135,7 +136,7 @@ def start_service(redis_factory, tmp_path):
         release = write_release(tmp_path / f"release-{len(services)}", version, faults)
         service = WebhookService(server.url, release, log_file=tmp_path / f"webhook-{len(services)}.log", **kwargs)
         service.redis = server
-        services.append(service.start())
+        services.append(service.start(timeout=EVENT_DEADLINE))
         return service
     yield start
     for service in services:
@@ -152,15 +153,6 @@ def register(http, service, **body) -> dict:
     payload = answer.json()
     assert payload["success"] is True
     return payload["data"]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def hmac_hex(secret: str, raw: bytes) -> str:
@@ -284,6 +276,18 @@ def test_no_secret_no_signature(start_service, http, receiver):
     assert "x-webhook-signature" not in sink.wait_for(1)[0]["headers"]
 
 
+def assert_backed_off(r, hook_id: str, received: list[dict], delays_ms: list[int]) -> None:
+    """The service scheduled exactly these retry delays (its attempt records say so) and really waited
+    them out between the requests the receiver got. Only lower bounds on the measured gaps: a loaded
+    machine may add any delay, never remove one."""
+    records = sorted((json.loads(raw) for raw in r.lrange(f"webhooks:attempts:{hook_id}", 0, -1)),
+                     key=lambda record: record["attempt_number"])
+    scheduled = [record["next_retry_at"] - record["timestamp"] for record in records[:-1]]
+    assert scheduled == delays_ms and records[-1]["next_retry_at"] is None, records
+    gaps = [(b["t"] - a["t"]) * 1000 for a, b in zip(received, received[1:])]
+    assert all(gap >= delay - 10 for gap, delay in zip(gaps, delays_ms, strict=True)), (gaps, delays_ms)
+
+
 def test_retries_keep_the_event_id_and_back_off(start_service, http, receiver):
     service = start_service()
     sink = receiver(lambda event_id, attempt: 500 if attempt <= 2 else 200)
@@ -293,11 +297,9 @@ def test_retries_keep_the_event_id_and_back_off(start_service, http, receiver):
     attempts = sink.wait_for(3)
     assert len({a["headers"]["x-event-id"] for a in attempts}) == 1
     assert len({a["raw"] for a in attempts}) == 1  # the same body, so the same signature
-    gaps = [(b["t"] - a["t"]) * 1000 for a, b in zip(attempts, attempts[1:])]
-    assert 140 <= gaps[0] < 400 and 290 <= gaps[1] < 700 and gaps[1] > gaps[0] * 1.5, gaps
-
     r = rdb(service)
     wait_until(lambda: r.llen("webhooks:delivery_log") == 1)
+    assert_backed_off(r, hook["id"], attempts, [150, 300])
     stats = http.get(f"{service.url}/webhooks/{hook['id']}/stats", timeout=5).json()["data"]
     assert stats["total_attempts"] == 3 and stats["successful_deliveries"] == 1 and stats["failed_deliveries"] == 0
     history = http.get(f"{service.url}/webhooks/{hook['id']}/deliveries?limit=10", timeout=5).json()["data"]
@@ -316,10 +318,9 @@ def test_retry_delays_are_capped(start_service, http, receiver):
                                   "max_delay_ms": 150})
     http.post(f"{service.url}/webhooks/{hook['id']}/test", timeout=5)
     attempts = sink.wait_for(4)
-    gaps = [(b["t"] - a["t"]) * 1000 for a, b in zip(attempts, attempts[1:])]
-    assert gaps[0] < 140 and all(140 <= g < 300 for g in gaps[1:]), gaps
     r = rdb(service)
     wait_until(lambda: r.llen("webhooks:delivery_log") == 1)
+    assert_backed_off(r, hook["id"], attempts, [100, 150, 150])
     assert json.loads(r.lindex("webhooks:delivery_log", 0))["success"] is False
 
 
@@ -462,10 +463,11 @@ def test_telemetry_export(start_service, http, receiver, faults, expect_spans):
         hook = register(http, service, url=receiver().url, events=["complete_job"])
         http.post(f"{service.url}/webhooks/{hook['id']}/test", timeout=5)
         if expect_spans:
-            wait_until(lambda: ("emp-webhook", "webhook.delivery") in sink.spans, timeout=10)
+            wait_until(lambda: ("emp-webhook", "webhook.delivery") in sink.spans, timeout=EVENT_DEADLINE)
             assert ("emp-webhook", "POST /webhooks") in sink.spans
         else:
-            time.sleep(1.0)
+            # a service flushes all its telemetry when it stops: after that, nothing can still come
+            assert service.stop() == 0
             assert sink.spans == []
     finally:
         if service is not None:
