@@ -479,8 +479,8 @@ def _keep_exit_code_nonzero() -> None:
     if getattr(original, "_emp_go_no_go", False):
         return
 
-    def exit_nonzero(code: t.Any = 0) -> None:
+    def exit_nonzero(code: t.Any = 0) -> t.NoReturn:
         original(_RUN_FAILED_HOSTS if code in (0, None) else code)
 
-    exit_nonzero._emp_go_no_go = True  # type: ignore[attr-defined]
+    exit_nonzero._emp_go_no_go = True  # type: ignore[attr-defined]  # marks our wrapper so it is installed once
     sys.exit = exit_nonzero

@@ -58,7 +58,7 @@ class ReplyTimeout(RespError):
 class ProtocolMismatch(RespError):
     """The peer answered something that is not RESP: not a Redis server."""
 
-    def __init__(self, first_line: bytes):
+    def __init__(self, first_line: bytes | bytearray):
         self.first_line = bytes(first_line).decode("ascii", "replace").strip()[:FOREIGN_PREVIEW]
         super().__init__(f"answered '{self.first_line}' instead of a Redis reply")
 

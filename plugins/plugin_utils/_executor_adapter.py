@@ -16,6 +16,7 @@ the callback runs the rollback as a child ansible-playbook process instead (_rol
 from __future__ import annotations
 
 import sys
+import types
 import typing as t
 
 
@@ -44,7 +45,7 @@ def running_playbook_executor() -> t.Any:
     """The PlaybookExecutor whose run() is calling us (it holds the inventory, loader and passwords)."""
     from ansible.executor.playbook_executor import PlaybookExecutor
 
-    frame = sys._getframe(1)  # pylint: disable=protected-access
+    frame: types.FrameType | None = sys._getframe(1)  # pylint: disable=protected-access
     while frame is not None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, PlaybookExecutor):
