@@ -140,6 +140,32 @@ def write_manifest(release_dir: str, manifest: t.Mapping[str, t.Any], check_mode
     return True
 
 
+def copy_tree(src: str, dest: str, check_mode: bool) -> bool:
+    """Copies the files of ``src`` into ``dest`` (both on the target), keeping modes; only files that are
+    missing or differ are written. Returns whether anything was (or would be) copied."""
+    if not os.path.isdir(src):
+        raise ReleaseError(f"the release source {src} is not a folder")
+    changed = False
+    for folder, _dirs, files in os.walk(src):
+        target_folder = os.path.join(dest, os.path.relpath(folder, src))
+        for name in files:
+            source, target = os.path.join(folder, name), os.path.join(target_folder, name)
+            if os.path.isfile(target) and _same_content(source, target):
+                continue
+            changed = True
+            if not check_mode:
+                os.makedirs(target_folder, mode=0o755, exist_ok=True)
+                shutil.copy2(source, target)
+    return changed
+
+
+def _same_content(first: str, second: str) -> bool:
+    if os.path.getsize(first) != os.path.getsize(second):
+        return False
+    with open(first, "rb") as one, open(second, "rb") as other:
+        return one.read() == other.read()
+
+
 def old_releases(base_dir: str, keep: int, protect: t.Collection[str]) -> list[str]:
     """Release folders beyond the ``keep`` newest (by mtime), never one named in ``protect``."""
     root = os.path.join(base_dir, RELEASES_DIR)

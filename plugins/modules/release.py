@@ -64,8 +64,17 @@ options:
   base_dir:
     description: V(symlink) strategy; the folder holding C(releases/), C(current) and C(.emp-release.json).
     type: path
+  src:
+    description:
+      - V(symlink) strategy; a folder on the target whose files are copied into the release folder (only the
+        files that are missing or differ). Optional.
+      - The P(emp.deploy.release#role) role copies a folder from the controller with M(ansible.builtin.copy)
+        instead.
+    type: path
   manifest:
-    description: V(symlink) strategy; written as C(release.json) into the release folder when not empty.
+    description:
+      - V(symlink) strategy; written as C(release.json) into the release folder when not empty (after O(src),
+        so it wins over a C(release.json) there).
     type: dict
     default: {}
   keep:
@@ -187,6 +196,7 @@ from ansible_collections.emp.deploy.plugins.module_utils._release import (
     STATE_FILE_NAME,
     ReleaseError,
     check_version_name,
+    copy_tree,
     current_version,
     locked,
     old_releases,
@@ -208,6 +218,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "action": {"type": "str", "choices": ["deploy", "rollback"], "default": "deploy"},
     "version": {"type": "str", "default": ""},
     "base_dir": {"type": "path"},
+    "src": {"type": "path"},
     "manifest": {"type": "dict", "default": {}},
     "keep": {"type": "int", "default": 5},
     "rollback_to": {"type": "str", "default": ""},
@@ -268,6 +279,7 @@ class Release:
         version = self.params["version"]
         check_version_name(version, "version")
         release_dir = os.path.join(base_dir, RELEASES_DIR, version)
+        files_changed = bool(self.params["src"]) and copy_tree(self.params["src"], release_dir, self.check_mode)
         manifest_changed = bool(self.params["manifest"]) and write_manifest(
             release_dir, self.params["manifest"], self.check_mode)
         previous = running if running not in ("", version) else state.get("previous")
@@ -283,8 +295,8 @@ class Release:
             removed = old_releases(base_dir, self.params["keep"], (version, running))
             if not self.check_mode:
                 remove_trees(removed)
-        return self.result("deploy", version, previous, switched, manifest_changed or switched, state_file,
-                           running, removed)
+        changed = files_changed or manifest_changed or switched
+        return self.result("deploy", version, previous, switched, changed, state_file, running, removed)
 
     def symlink_rollback(self, base_dir: str, state_file: str, state: dict[str, t.Any],
                          running: str) -> dict[str, t.Any]:
