@@ -8,7 +8,7 @@ Used by the emp.deploy.release module. Everything that two deployments running a
 on is done atomically: the symlink is switched by renaming a new link over the old one, and the
 state file is read, extended and rewritten under an exclusive lock (``fcntl.flock`` on a lock file
 beside it) and replaced by rename, so no history entry is ever lost and no reader sees half a file.
-The state file format is described in docs/ (release records).
+The state file format is described in the documentation of plugins/modules/release.py.
 """
 
 from __future__ import annotations

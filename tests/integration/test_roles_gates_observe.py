@@ -13,8 +13,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from conftest import run_playbook, write_playbook
 from sandbox.ngrok.testing import BIN, NgrokStandIn, http
 
@@ -54,15 +52,8 @@ class DyingTunnelUpstream:
         self.server.server_close()
 
 
-@pytest.fixture
-def agent(tmp_path):
-    standin = NgrokStandIn(tmp_path / "agent")
-    standin.start("--none")
-    yield standin
-    standin.cleanup()
-
-
-def test_ngrok_gate_does_not_recreate_a_dying_tunnel(tmp_path: Path, agent: NgrokStandIn):
+def test_ngrok_gate_does_not_recreate_a_dying_tunnel(tmp_path: Path):
+    agent = NgrokStandIn(tmp_path / "agent").start("--none")
     upstream = DyingTunnelUpstream(agent.api_url, "api")
     try:
         role_vars = {
@@ -80,8 +71,10 @@ def test_ngrok_gate_does_not_recreate_a_dying_tunnel(tmp_path: Path, agent: Ngro
         reports = tmp_path / "reports"
         proc = run_playbook(playbook, env={"EMP_DEPLOY_REPORT_DIR": str(reports), "EMP_DEPLOY_RUN_ID": "dying"})
         health_requests = upstream.health_requests
+        tunnel_after = agent.tunnel("api")
     finally:
         upstream.stop()
+        agent.cleanup()
 
     summary = json.loads((reports / "dying" / "summary.json").read_text())
     assert len(summary["gates"]) == 1, proc.stdout[-4000:]
@@ -92,4 +85,4 @@ def test_ngrok_gate_does_not_recreate_a_dying_tunnel(tmp_path: Path, agent: Ngro
     # only the step's own task made the tunnel present and requested its health URL; the gate's samples
     # saw it gone and neither recreated it nor reached the upstream through it
     assert health_requests == 1, proc.stdout[-4000:]
-    assert agent.tunnel("api") is None
+    assert tunnel_after is None
