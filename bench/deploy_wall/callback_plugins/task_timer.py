@@ -1,0 +1,63 @@
+# Copyright: Contributors to the emp.deploy collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Bench only (not part of the collection): writes every task's role, name and duration as JSON lines
+to $EMP_BENCH_TIMINGS, so bench.py can show where a deploy spends its time."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import typing as t
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = r"""
+name: task_timer
+type: aggregate
+short_description: Task durations for bench/deploy_wall
+description: Appends one JSON line per finished task result to the file named by E(EMP_BENCH_TIMINGS).
+author: emp.deploy maintainers
+requirements: [enabled in callbacks_enabled]
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "task_timer"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._path = os.environ.get("EMP_BENCH_TIMINGS", "")
+        self._started: dict[str, float] = {}
+
+    def v2_playbook_on_task_start(self, task: t.Any, is_conditional: bool) -> None:
+        self._started[task._uuid] = time.monotonic()
+
+    def v2_playbook_on_handler_task_start(self, task: t.Any) -> None:
+        self._started[task._uuid] = time.monotonic()
+
+    def _record(self, result: t.Any, status: str) -> None:
+        task = result._task
+        started = self._started.get(task._uuid)
+        if not self._path or started is None:
+            return
+        role = task._role.get_name(include_role_fqcn=False) if task._role else ""
+        line = {"role": role, "task": task.get_name(), "action": task.action, "status": status,
+                "duration_s": round(time.monotonic() - started, 4)}
+        with open(self._path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+    def v2_runner_on_ok(self, result: t.Any) -> None:
+        self._record(result, "ok")
+
+    def v2_runner_on_failed(self, result: t.Any, ignore_errors: bool = False) -> None:
+        self._record(result, "failed")
+
+    def v2_runner_on_skipped(self, result: t.Any) -> None:
+        self._record(result, "skipped")
+
+    def v2_runner_on_unreachable(self, result: t.Any) -> None:
+        self._record(result, "unreachable")
