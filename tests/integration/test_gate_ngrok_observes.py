@@ -8,10 +8,7 @@ import json
 
 from conftest import run_playbook, write_playbook
 
-try:  # the stand-in's harness, wherever the checkout keeps it
-    from ngrok_harness import BIN, HttpUpstream, NgrokStandIn
-except ImportError:
-    from sandbox.ngrok.testing import BIN, HttpUpstream, NgrokStandIn
+from ngrok_harness import BIN, HttpUpstream, NgrokStandIn
 
 
 def test_a_gate_on_a_missing_tunnel_does_not_create_it(tmp_path):

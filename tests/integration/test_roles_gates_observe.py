@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from conftest import run_playbook, write_playbook
-from sandbox.ngrok.testing import BIN, NgrokStandIn, http
+from ngrok_harness import BIN, NgrokStandIn, http
 
 
 class DyingTunnelUpstream:
