@@ -13,16 +13,17 @@ from ansible_collections.emp.deploy.plugins.module_utils import _release as rele
 
 
 def append_many(path: str, writer: str, count: int, start: multiprocessing.synchronize.Event) -> None:
+    release.HISTORY_LIMIT = 10_000  # keep every entry, so a lost one shows
     start.wait(30)
     for n in range(count):
         with release.locked(path):
             release.record_change(path, {"current": f"{writer}-{n}"}, {"version": f"{writer}-{n}", "run_id": writer})
 
 
-def test_two_processes_appending_at_once_lose_no_entry(tmp_path, monkeypatch):
-    monkeypatch.setattr(release, "HISTORY_LIMIT", 10_000)  # inherited by the forked writers
+def test_two_processes_appending_at_once_lose_no_entry(tmp_path):
     path = str(tmp_path / ".emp-release.json")
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: pytest's threads make fork() unsafe (and Python warns about it)
+    context = multiprocessing.get_context("spawn")
     start = context.Event()
     writers = [context.Process(target=append_many, args=(path, name, 150, start)) for name in ("a", "b")]
     for writer in writers:
