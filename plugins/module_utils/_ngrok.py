@@ -180,6 +180,8 @@ def judge_http_health(check: Mapping[str, Any], expect_status: list | None, expe
                       upstream: Upstream | None = None) -> list:
     """Problem sentences for one HTTP health check; empty when it passed."""
     url = check.get("url")
+    if check.get("broken"):
+        return [f"GET {url} failed: {check.get('error')}"]
     if not check.get("reachable"):
         return [f"GET {url} failed: {check.get('error')}; the agent no longer serves this public URL"]
     status = check.get("status")

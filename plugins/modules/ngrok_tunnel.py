@@ -333,6 +333,11 @@ def validate_options(params: dict) -> str | None:
     return None
 
 
+def directory_problem(config_path: str) -> str:
+    return (f"config_path {config_path} is a directory, not the agent configuration file; give the file's path, "
+            f"for example {os.path.join(config_path, 'ngrok.yml')}")
+
+
 class TunnelRun:
     """One run of the module: each step records what it found and did, so failures return everything."""
 
@@ -416,6 +421,8 @@ class TunnelRun:
         if not self.owns_config:
             return
         path = self.params["config_path"]
+        if os.path.isdir(path):  # also in check mode: writing it would fail
+            self.fail(directory_problem(path))
         content = render_agent_config(self.params["authtoken"], web_addr_from_api_url(self.params["api_url"]))
         if not file_needs_update(path, content):
             return
@@ -437,6 +444,8 @@ class TunnelRun:
             self.did(f"would start the ngrok agent with {self.params['config_path']}: {why}")
             return False
         config_path = self.params["config_path"]
+        if os.path.isdir(config_path):
+            self.fail(directory_problem(config_path))
         if not os.path.isfile(config_path):
             self.fail(f"cannot start the ngrok agent: config_path {config_path} does not exist; give authtoken "
                       "(or set NGROK_AUTHTOKEN) and the module writes it")

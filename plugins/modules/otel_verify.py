@@ -288,9 +288,10 @@ from ansible_collections.emp.deploy.plugins.module_utils._otel_collector import 
     counter_growth,
     read_failure_counters,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import (
+from ansible_collections.emp.deploy.plugins.module_utils._http import (
+    Deadline,
     HttpClient,
-    TransportError,
+    HttpFailure,
     hostport,
     retry_after_seconds,
 )
@@ -311,6 +312,9 @@ RETRYABLE_STATUSES = (429, 502, 503, 504)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
 FIRST_POLL_S = 0.2
+# The reads that close the check (self-metrics after, expect_services) share this much time past the timeout.
+CLOSING_GRACE_S = 1.0
+USER_AGENT = "emp.deploy.otel_verify"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 METRIC_NAME_PATTERN = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:.]*$")
 
@@ -415,19 +419,6 @@ def default_metric_query(metric_name: str) -> str:
 
 
 # --- the probe -----------------------------------------------------------------------------------
-class Deadline:
-    def __init__(self, seconds: float):
-        self.total = seconds
-        self.started = time.monotonic()
-        self.ends = self.started + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self.ends - time.monotonic())
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
 def send_canary(http: HttpClient, url: str, body: bytes, headers: dict, deadline: Deadline,
                 request_timeout: float, signal: str) -> dict:
     """POSTs one canary with OTLP retry rules; returns the signal's send report."""
@@ -438,14 +429,12 @@ def send_canary(http: HttpClient, url: str, body: bytes, headers: dict, deadline
     target = f"{hostport(url)}{urlsplit(url).path}"
     while True:
         report["attempts"] += 1
-        remaining = deadline.remaining()
         wait = None
         try:
-            answer = http.request("POST", url, timeout=min(request_timeout, max(remaining, 0.05)), body=body,
-                                  headers=headers)
-        except TransportError as exc:
+            answer = http.request("POST", url, deadline=deadline.within(request_timeout), body=body, headers=headers)
+        except HttpFailure as exc:
             report["status"] = None
-            why = str(exc)
+            why = exc.sentence("the collector")
             wait = backoff
         else:
             report["status"] = answer.status
@@ -521,8 +510,7 @@ class Verification:
                 return
             self.report["queries"] += 1
             try:
-                found = self.backend.find(self.signal, self.canary,
-                                          min(self.params["request_timeout"], max(remaining, 0.05)))
+                found = self.backend.find(self.signal, self.canary, self.deadline.within(self.params["request_timeout"]))
             except QueryError as exc:
                 self.fatal = str(exc)
                 if exc.everyone:
@@ -540,7 +528,8 @@ class Verification:
 def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     """Sends the canaries, proves arrival and runs the collector and service checks."""
     deadline = Deadline(params["timeout"])
-    http = http or HttpClient(params["validate_certs"], params.get("ca_path"))
+    http = http or HttpClient(validate_certs=params["validate_certs"], ca_path=params.get("ca_path"),
+                              user_agent=USER_AGENT, follow_redirects="safe")
     signals = [s for s in SIGNALS if s in params["signals"]]
     required = set(params.get("required_signals") or signals)
     run_id = params.get("run_id") or new_trace_id()[:16]
@@ -555,11 +544,8 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     collector: dict = {}
     request_timeout = params["request_timeout"]
 
-    def per_call_timeout() -> float:
-        return min(request_timeout, max(deadline.remaining(), 0.5))
-
     if params.get("health_url"):
-        collector["health"] = check_health(http, params["health_url"], per_call_timeout())
+        collector["health"] = check_health(http, params["health_url"], deadline.within(request_timeout))
         health = collector["health"]
         if not health["healthy"]:
             said = health["error"] or f"HTTP {health['http_status']}" + (
@@ -568,7 +554,7 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     counters_before = None
     if params.get("metrics_url"):
         try:
-            counters_before = read_failure_counters(http, params["metrics_url"], per_call_timeout())
+            counters_before = read_failure_counters(http, params["metrics_url"], deadline.within(request_timeout))
         except CollectorError as exc:
             problems.append(str(exc))
 
@@ -604,9 +590,10 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
         (problems if report["required"] else warnings).extend(found)
         warnings.extend(cautions)
 
+    closing = Deadline(deadline.remaining() + CLOSING_GRACE_S)
     if counters_before is not None:
         try:
-            after = read_failure_counters(http, params["metrics_url"], per_call_timeout())
+            after = read_failure_counters(http, params["metrics_url"], closing.within(request_timeout))
         except CollectorError as exc:
             problems.append(str(exc))
         else:
@@ -620,7 +607,7 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     if backend is not None and not stop.is_set():
         for service in params["expect_services"]:
             try:
-                activity = backend.service_activity(service, params["lookback"], per_call_timeout())
+                activity = backend.service_activity(service, params["lookback"], closing.within(request_timeout))
             except QueryError as exc:
                 problems.append(f"cannot check service {service!r}: {exc}")
                 break
