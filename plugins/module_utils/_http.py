@@ -231,9 +231,8 @@ class HttpClient:
         if not exchange.done.wait(max(deadline.remaining(), MIN_REQUEST_S)):
             exchange.abandoned = True  # the worker closes whatever it still gets
             raise exchange.timeout()
-        if exchange.error is not None:
-            raise exchange.error
-        assert exchange.answer is not None  # set whenever error is not  # nosec B101
+        if exchange.error is not None or exchange.answer is None:
+            raise exchange.error or exchange.failure(NOT_HTTP, "no answer")
         return exchange.answer
 
 

@@ -67,7 +67,7 @@ def _agent_failure(exc: HttpFailure, where: str, request: str) -> AgentApiError:
 def _error_detail(body: object) -> str:
     """ngrok's API errors look like {error_code, status_code, msg, details: {err}}."""
     if isinstance(body, dict):
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        details: dict = body["details"] if isinstance(body.get("details"), dict) else {}
         return str(details.get("err") or body.get("msg") or body)
     return str(body)[:300]
 

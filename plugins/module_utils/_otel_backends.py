@@ -36,6 +36,19 @@ from ansible_collections.emp.deploy.plugins.module_utils._otlp import (
 
 MAX_PAGES = 5
 
+# The options of the emp.deploy.otel doc fragment, for every module that queries a telemetry backend.
+OTEL_BACKEND_ARGSPEC: dict = dict(
+    backend=dict(type="str", default="dash0", choices=["dash0", "tempo", "jaeger", "none"]),
+    query_url=dict(type="str"),
+    query_headers=dict(type="dict", default={}, no_log=True),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    request_timeout=dict(type="float", default=10.0),
+)
+# A backend needs its query API; given here once for every module that uses the spec.
+OTEL_BACKEND_REQUIRED_IF: list = [(name, value, ["query_url"]) for name, value in
+                                  (("backend", "dash0"), ("backend", "tempo"), ("backend", "jaeger"))]
+
 
 class QueryError(Exception):
     """The backend refuses the query in a way waiting cannot fix. ``everyone`` is true when every
@@ -69,7 +82,7 @@ class Backend:
         self.http = http
         self.base = query_url.rstrip("/")
         self.headers = dict(headers or {})
-        self.last_error = None
+        self.last_error: str | None = None
         self.queries = 0
 
     @property
@@ -136,7 +149,7 @@ class Dash0Backend(Backend):
         """Every page of POST /api/spans or /api/logs (at most MAX_PAGES), as one list of resource blocks."""
         request = {"timeRange": {"from": rfc3339(start), "to": rfc3339(end)}, "filter": filters,
                    "pagination": {"limit": 200}}
-        blocks = []
+        blocks: list = []
         for dummy in range(MAX_PAGES):
             status, data = self._call("POST", path, deadline, payload=request)
             if status is None:
@@ -244,14 +257,14 @@ BACKENDS = {"dash0": Dash0Backend, "tempo": TempoBackend, "jaeger": JaegerBacken
 def _jaeger_blocks(data) -> list:
     """api/v3 answers {result: {resourceSpans}}; the streaming gateway may send several such objects."""
     chunks = data if isinstance(data, list) else [data or {}]
-    blocks = []
+    blocks: list = []
     for chunk in chunks:
         blocks.extend(((chunk or {}).get("result") or {}).get("resourceSpans") or [])
     return blocks
 
 
 def _spans(blocks: list) -> list:
-    spans = []
+    spans: list = []
     for block in blocks or []:
         for scope in block.get("scopeSpans") or []:
             spans.extend(scope.get("spans") or [])

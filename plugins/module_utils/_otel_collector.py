@@ -62,7 +62,7 @@ def _after_labels(line: str, brace: int) -> str:
 
 def failure_counters(text: str) -> tuple[dict, bool]:
     """Sums of every export-failure counter family (suffix dropped), and whether any otelcol_ series exist."""
-    totals = {}
+    totals: dict[str, float] = {}
     saw_otelcol = False
     for line in text.splitlines():
         sample = parse_sample_line(line)

@@ -99,13 +99,13 @@ class JsonClient:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         try:
-            answer = self._http.request(method, self.base_url + path, deadline=self.call_deadline(timeout),
-                                        body=data, headers=headers)
+            got = self._http.request(method, self.base_url + path, deadline=self.call_deadline(timeout),
+                                     body=data, headers=headers)
         except HttpFailure as exc:
             self._count(key, "unreachable")
             raise ServiceError(self.failure_sentence(key, exc)) from None
-        status, raw, content_type = answer.status, answer.body, answer.header("content-type")
-        elapsed_ms = answer.elapsed_s * 1000.0
+        status, raw, content_type = got.status, got.body, got.header("content-type")
+        elapsed_ms = got.elapsed_s * 1000.0
         self._count(key, status)
         text = raw.decode("utf-8", "replace")
         try:

@@ -281,7 +281,13 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import BACKENDS, Canary, QueryError
+from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import (
+    BACKENDS,
+    OTEL_BACKEND_ARGSPEC,
+    OTEL_BACKEND_REQUIRED_IF,
+    Canary,
+    QueryError,
+)
 from ansible_collections.emp.deploy.plugins.module_utils._otel_collector import (
     CollectorError,
     check_health,
@@ -337,18 +343,9 @@ ARGUMENT_SPEC: dict = dict(
     metrics_url=dict(type="str"),
     expect_services=dict(type="list", elements="str", default=[]),
     lookback=dict(type="int", default=300),
-    backend=dict(type="str", default="dash0", choices=["dash0", "tempo", "jaeger", "none"]),
-    query_url=dict(type="str"),
-    query_headers=dict(type="dict", default={}, no_log=True),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    request_timeout=dict(type="float", default=10.0),
 )
-REQUIRED_IF = [
-    ("backend", "dash0", ["query_url"]),
-    ("backend", "tempo", ["query_url"]),
-    ("backend", "jaeger", ["query_url"]),
-]
+ARGUMENT_SPEC.update(OTEL_BACKEND_ARGSPEC)
+REQUIRED_IF = OTEL_BACKEND_REQUIRED_IF
 
 
 # --- option validation ---------------------------------------------------------------------------
@@ -422,7 +419,7 @@ def default_metric_query(metric_name: str) -> str:
 def send_canary(http: HttpClient, url: str, body: bytes, headers: dict, deadline: Deadline,
                 request_timeout: float, signal: str) -> dict:
     """POSTs one canary with OTLP retry rules; returns the signal's send report."""
-    report = {"accepted": False, "status": None, "attempts": 0, "retries": [], "rejected": 0,
+    report: dict = {"accepted": False, "status": None, "attempts": 0, "retries": [], "rejected": 0,
               "error_message": "", "send_s": None, "problem": None}
     started = time.monotonic()
     backoff = FIRST_BACKOFF_S
@@ -484,8 +481,8 @@ class Verification:
         self.signal, self.url, self.body, self.headers = signal, url, body, headers
         self.backend, self.canary, self.deadline, self.params = backend, canary, deadline, params
         self.stop = stop
-        self.fatal = None
-        self.report = {"checked": bool(backend and signal in backend.signals), "visible": None,
+        self.fatal: str | None = None
+        self.report: dict = {"checked": bool(backend and signal in backend.signals), "visible": None,
                        "visibility_s": None, "round_trip_s": None, "queries": 0, "required": required}
 
     def run(self, http: HttpClient) -> None:
@@ -540,7 +537,8 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     if params["backend"] != "none":
         query_headers = {str(name): str(value) for name, value in (params.get("query_headers") or {}).items()}
         backend = BACKENDS[params["backend"]](http, params["query_url"], query_headers)
-    problems, warnings = [], []
+    problems: list[str] = []
+    warnings: list[str] = []
     collector: dict = {}
     request_timeout = params["request_timeout"]
 

@@ -530,7 +530,7 @@ class WebhookProbe:
         self.retry = dict(params["retry_config"])
         self.service = JsonClient(params["service_url"], "webhook service", params["request_timeout"],
                                   params["validate_certs"])
-        self.api = None
+        self.api: JsonClient | None = None
         if params["api_url"]:
             headers = {"Authorization": "Bearer %s" % params["api_token"]} if params["api_token"] else None
             self.api = JsonClient(params["api_url"], "EMP API", params["request_timeout"], params["validate_certs"],
@@ -541,14 +541,14 @@ class WebhookProbe:
                 client.deadline = self.deadline
         self.path = "/emp-webhook-probe/%s" % self.run_id
         self.expectation = Expectation(params["trigger"], params["events"], params["count"])
-        self.receiver = None
-        self.test_receiver_id = None
-        self.registered_url = None
-        self.webhook_id = None
-        self.deliveries = []
-        self.failure = None
-        self.problems = []
-        self.result = {"changed": False, "run_id": self.run_id,
+        self.receiver: ProbeReceiver | None = None
+        self.test_receiver_id: str | None = None
+        self.registered_url: str | None = None
+        self.webhook_id: str | None = None
+        self.deliveries: list[Delivery] = []
+        self.failure: str | None = None
+        self.problems: list[str] = []
+        self.result: dict = {"changed": False, "run_id": self.run_id,
                        "service": {"url": self.service.base_url, "reachable": None},
                        "cleanup": {"webhook_deleted": None, "webhook_gone": None, "receiver_stopped": None,
                                    "test_receiver_cleared": None}}
@@ -562,7 +562,7 @@ class WebhookProbe:
         info["reachable"] = True
         info["health_status"] = answer.status
         if isinstance(answer.data, dict):
-            redis = answer.data.get("redis") if isinstance(answer.data.get("redis"), dict) else {}
+            redis: dict = answer.data["redis"] if isinstance(answer.data.get("redis"), dict) else {}
             info.update(status=answer.data.get("status"), version=answer.data.get("version"),
                         redis_connected=redis.get("connected"))
 
@@ -613,7 +613,7 @@ class WebhookProbe:
         self.read_back(sent, registration)
 
     def read_back(self, sent: dict, registration: dict) -> None:
-        route = "/webhooks/%s" % quote(self.webhook_id, safe="")
+        route = "/webhooks/%s" % quote(str(self.webhook_id), safe="")
         got = self.service.expect(self.service.call("GET", route, "/webhooks/:id"), "GET /webhooks/:id", (200,))
         mismatches = roundtrip_mismatches(sent, got.get("data") or {}, self.secret)
         listing = self.service.expect(self.service.call("GET", "/webhooks", "/webhooks"), "GET /webhooks", (200,))
@@ -630,7 +630,7 @@ class WebhookProbe:
         started = time.monotonic()
         info = {"kind": params["trigger"], "count": params["count"], "calls": 0, "seconds": None, "job_ids": []}
         self.result["trigger"] = info
-        route = "/webhooks/%s/test" % quote(self.webhook_id, safe="")
+        route = "/webhooks/%s/test" % quote(str(self.webhook_id), safe="")
         for index in range(params["count"]):
             if params["trigger"] == "test":
                 self.expectation.trigger_times.append(time.monotonic())
@@ -642,11 +642,14 @@ class WebhookProbe:
                 submitted = time.monotonic()
                 body = {"service_required": params["job_type"], "priority": 50, "customer_id": "emp-deploy-probe",
                         "payload": {"probe": "emp.deploy.webhook_probe", "run_id": self.run_id, "index": index}}
-                answer = self.api.call("POST", "/api/jobs", "/api/jobs", body=body)
-                data = self.api.expect(answer, "POST /api/jobs", (200, 201))
+                api = self.api
+                if api is None:  # bad_input_problems refuses trigger=job without api_url
+                    raise ProbeError("trigger=job needs api_url to submit probe jobs")
+                answer = api.call("POST", "/api/jobs", "/api/jobs", body=body)
+                data = api.expect(answer, "POST /api/jobs", (200, 201))
                 job_id = data.get("job_id") or (data.get("data") or {}).get("job_id")
                 if not job_id:
-                    raise ProbeError("EMP API at %s answered POST /api/jobs without job_id" % self.api.where)
+                    raise ProbeError("EMP API at %s answered POST /api/jobs without job_id" % api.where)
                 self.expectation.jobs[str(job_id)] = submitted
                 info["job_ids"].append(str(job_id))
             else:
@@ -673,12 +676,13 @@ class WebhookProbe:
         self.result["wait_s"] = round(time.monotonic() - waited, 3)
 
     def read_test_receiver(self) -> list:
-        route = "/test-receivers/%s/requests?limit=%d" % (quote(self.test_receiver_id, safe=""), TEST_RECEIVER_CAPACITY)
+        route = "/test-receivers/%s/requests?limit=%d" % (quote(str(self.test_receiver_id), safe=""), TEST_RECEIVER_CAPACITY)
         data = self.service.expect(self.service.call("GET", route, "/test-receivers/:id/requests"),
                                    "GET /test-receivers/:id/requests", (200,)).get("data") or {}
         records = [r for r in data.get("requests") or [] if isinstance(r, dict)]
         offset = time.time() - time.monotonic()  # the service clock's ms -> this process' monotonic clock
-        deliveries, attempts = [], {}
+        deliveries: list[Delivery] = []
+        attempts: dict[str, int] = {}
         for record in sorted(records, key=lambda r: r.get("timestamp") or 0):
             headers = dict((str(k).lower(), str(v)) for k, v in (record.get("headers") or {}).items())
             raw = record.get("raw_body")
@@ -695,7 +699,7 @@ class WebhookProbe:
 
     def read_service_stats(self, seconds: float) -> None:
         """The service's counters, read before the webhook is deleted, in at most ``seconds``."""
-        route = "/webhooks/%s/stats" % quote(self.webhook_id, safe="")
+        route = "/webhooks/%s/stats" % quote(str(self.webhook_id), safe="")
         try:
             answer = self.service.call("GET", route, "/webhooks/:id/stats", timeout=seconds)
         except ServiceError as exc:
@@ -711,7 +715,7 @@ class WebhookProbe:
         budget = Deadline(min(self.params["request_timeout"], CLEANUP_S))
         self.service.deadline = budget
         if self.webhook_id is not None:
-            route = "/webhooks/%s" % quote(self.webhook_id, safe="")
+            route = "/webhooks/%s" % quote(str(self.webhook_id), safe="")
             self.read_service_stats(budget.remaining() / 4)  # the DELETE matters more
             try:
                 answer = self.service.call("DELETE", route, "/webhooks/:id")
@@ -732,7 +736,7 @@ class WebhookProbe:
                 if cleanup["webhook_gone"] is False:
                     self.problems.append("the probe webhook %s still reads back after DELETE" % self.webhook_id)
         if self.test_receiver_id is not None:
-            route = "/test-receivers/%s/requests" % quote(self.test_receiver_id, safe="")
+            route = "/test-receivers/%s/requests" % quote(str(self.test_receiver_id), safe="")
             try:
                 answer = self.service.call("DELETE", route, "/test-receivers/:id/requests", missing_ok=True)
                 cleanup["test_receiver_cleared"] = answer.status == 200
