@@ -74,6 +74,7 @@ def truncated_chunked() -> Fault:
 def bad_gzip(content_type: str = "application/json") -> Fault:
     """Content-Encoding: gzip over bytes that are not gzip."""
     body = b"\x1f\x8b\x08\x00garbage that no inflater accepts" + bytes(range(40))
+
     def act(handler: BaseHTTPRequestHandler, stop: threading.Event) -> None:
         _head(handler, 200, {"Content-Type": content_type, "Content-Encoding": "gzip",
                              "Content-Length": str(len(body))})

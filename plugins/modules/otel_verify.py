@@ -420,7 +420,7 @@ def send_canary(http: HttpClient, url: str, body: bytes, headers: dict, deadline
                 request_timeout: float, signal: str) -> dict:
     """POSTs one canary with OTLP retry rules; returns the signal's send report."""
     report: dict = {"accepted": False, "status": None, "attempts": 0, "retries": [], "rejected": 0,
-              "error_message": "", "send_s": None, "problem": None}
+                    "error_message": "", "send_s": None, "problem": None}
     started = time.monotonic()
     backoff = FIRST_BACKOFF_S
     target = f"{hostport(url)}{urlsplit(url).path}"
@@ -483,7 +483,7 @@ class Verification:
         self.stop = stop
         self.fatal: str | None = None
         self.report: dict = {"checked": bool(backend and signal in backend.signals), "visible": None,
-                       "visibility_s": None, "round_trip_s": None, "queries": 0, "required": required}
+                             "visibility_s": None, "round_trip_s": None, "queries": 0, "required": required}
 
     def run(self, http: HttpClient) -> None:
         try:

@@ -549,9 +549,9 @@ class WebhookProbe:
         self.failure: str | None = None
         self.problems: list[str] = []
         self.result: dict = {"changed": False, "run_id": self.run_id,
-                       "service": {"url": self.service.base_url, "reachable": None},
-                       "cleanup": {"webhook_deleted": None, "webhook_gone": None, "receiver_stopped": None,
-                                   "test_receiver_cleared": None}}
+                             "service": {"url": self.service.base_url, "reachable": None},
+                             "cleanup": {"webhook_deleted": None, "webhook_gone": None, "receiver_stopped": None,
+                                         "test_receiver_cleared": None}}
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ steps
