@@ -83,6 +83,7 @@ def parse_upstream(addr: Any, proto: str) -> Upstream:
     if not text:
         raise ValueError("addr is empty: give the upstream port or address, e.g. 3331 or localhost:3331")
     default_scheme = "tcp" if family == "tcp" else "http"
+    port: int | None
     try:
         if text.isdigit():
             scheme, host, port = default_scheme, "localhost", int(text)

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+from doc_spec_check import assert_documentation_matches
 
 from ansible.module_utils import basic
 
@@ -411,17 +412,10 @@ def test_main_in_check_mode_hides_secrets(backend, capsys):
     assert ok.get("failed") is not True and ok["healthy"] is True and ok["signals"]["traces"]["visible"] is True
 
 
-def test_documentation_matches_the_argument_spec():
-    import yaml
 
+def test_documentation_matches_the_argument_spec():
     from ansible_collections.emp.deploy.plugins.doc_fragments.otel import ModuleDocFragment
     from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import OTEL_BACKEND_ARGSPEC
 
-    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
-    assert set(fragment) == set(OTEL_BACKEND_ARGSPEC)
-    documented = dict(yaml.safe_load(module.DOCUMENTATION)["options"], **fragment)
-    assert set(documented) == set(module.ARGUMENT_SPEC)
-    for name, option in module.ARGUMENT_SPEC.items():
-        assert documented[name].get("default") == option.get("default"), name
-        assert documented[name]["type"] == option["type"], name
-        assert documented[name].get("choices") == option.get("choices"), name
+    assert_documentation_matches(module.DOCUMENTATION, ModuleDocFragment.DOCUMENTATION, OTEL_BACKEND_ARGSPEC,
+                                 module.ARGUMENT_SPEC)

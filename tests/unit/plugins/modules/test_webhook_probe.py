@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from doc_spec_check import assert_documentation_matches
 import requests
 from standardwebhooks import Webhook as StandardWebhook
 
@@ -376,16 +377,10 @@ def test_client_records_404_routes_unless_expected():
         fake.close()
 
 
-def test_documentation_matches_the_argument_spec():
-    import yaml
 
+def test_documentation_matches_the_argument_spec():
     from ansible_collections.emp.deploy.plugins.doc_fragments.webhook import ModuleDocFragment
     from ansible_collections.emp.deploy.plugins.module_utils._webhook_client import WEBHOOK_SERVICE_ARGSPEC
 
-    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
-    assert set(fragment) == set(WEBHOOK_SERVICE_ARGSPEC)
-    documented = dict(yaml.safe_load(module.DOCUMENTATION)["options"], **fragment)
-    assert set(documented) == set(module.ARGUMENT_SPEC)
-    for name, option in module.ARGUMENT_SPEC.items():
-        assert documented[name].get("default") == option.get("default"), name
-        assert documented[name]["type"] == option["type"], name
+    assert_documentation_matches(module.DOCUMENTATION, ModuleDocFragment.DOCUMENTATION, WEBHOOK_SERVICE_ARGSPEC,
+                                 module.ARGUMENT_SPEC)
