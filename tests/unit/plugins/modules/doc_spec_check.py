@@ -5,7 +5,7 @@ import yaml
 
 
 def assert_documentation_matches(documentation: str, fragment_documentation: str, fragment_spec: dict,
-                                  argument_spec: dict) -> None:
+                                 argument_spec: dict) -> None:
     """The fragment documents exactly the shared spec; module and fragment together the whole spec."""
     fragment = yaml.safe_load(fragment_documentation)["options"]
     assert set(fragment) == set(fragment_spec)

@@ -412,7 +412,6 @@ def test_main_in_check_mode_hides_secrets(backend, capsys):
     assert ok.get("failed") is not True and ok["healthy"] is True and ok["signals"]["traces"]["visible"] is True
 
 
-
 def test_documentation_matches_the_argument_spec():
     from ansible_collections.emp.deploy.plugins.doc_fragments.otel import ModuleDocFragment
     from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import OTEL_BACKEND_ARGSPEC

@@ -377,7 +377,6 @@ def test_client_records_404_routes_unless_expected():
         fake.close()
 
 
-
 def test_documentation_matches_the_argument_spec():
     from ansible_collections.emp.deploy.plugins.doc_fragments.webhook import ModuleDocFragment
     from ansible_collections.emp.deploy.plugins.module_utils._webhook_client import WEBHOOK_SERVICE_ARGSPEC
