@@ -92,7 +92,10 @@ options:
     default: {}
   timeout:
     description:
-      - Seconds the whole check may take, sending, retries and polling for visibility together.
+      - Seconds the whole check may take, sending, retries and polling for visibility together. A peer
+        that answers one byte at a time cannot stretch it.
+      - The reads that close the check (the self-metrics of O(metrics_url) after the canaries, and
+        O(expect_services)) share at most 1 s more.
     type: float
     default: 30.0
   poll_interval:
