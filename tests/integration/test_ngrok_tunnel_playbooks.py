@@ -395,6 +395,7 @@ def fake_agent(*faults: tuple) -> MisbehavingServer:
     return server
 
 
+@pytest.mark.compat
 def test_broken_answers_through_the_public_url_are_named(tmp_path):
     with fake_agent(("/cut", truncated()), ("/gzip", bad_gzip("text/html")), ("/nothttp", not_http()),
                     ("/slow", drip())) as agent:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated, truncated_chunked
 from test_webhook_probe_support import port_is_free, probe, probe_many, registry
 
@@ -45,6 +47,7 @@ def test_a_dripping_service_is_bounded_by_the_probe_timeout(service, tmp_path):
     assert wall < 4 + CLEANUP_S + 3 + 60, run.stdout  # both tasks, ansible included, far from a drip's two minutes
 
 
+@pytest.mark.compat
 def test_broken_answers_are_named_with_the_structured_result(service, tmp_path):
     rules = [
         ("GET", r"/truncated/webhooks/[^/]+", truncated()),
