@@ -123,7 +123,7 @@ class MisbehavingServer:
                 except OSError:
                     self.close_connection = True  # the client went away: nothing to tell it
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _any
 
             def log_message(self, *args: object) -> None:
                 pass

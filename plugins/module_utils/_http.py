@@ -274,7 +274,9 @@ class _Exchange:
         try:
             status, headers, response = self.open()
             try:
-                body = self.read_body(response, headers)
+                # A HEAD answer, 204 and 304 have no body, whatever Content-Length says.
+                no_body = self.method.upper() == "HEAD" or status in (204, 304)
+                body = b"" if no_body else self.read_body(response, headers)
             finally:
                 response.close()
             self.answer = HttpAnswer(status, headers, self.decode(body, headers), time.monotonic() - started)

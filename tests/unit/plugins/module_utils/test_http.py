@@ -122,3 +122,14 @@ def test_well_formed_answers_still_pass(client):
     with MisbehavingServer([("GET", "/ok", answer(200, "application/json", b'{"a": 1}'))]) as server:
         got = client.request("GET", server.url + "/ok", deadline=5)
     assert got.status == 200 and json.loads(got.body) == {"a": 1} and got.elapsed_s < 5
+
+
+def test_head_answers_have_no_body_whatever_content_length_says(client):
+    def head_only(handler, stop):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "512")
+        handler.end_headers()
+
+    with MisbehavingServer([("HEAD", "/h", head_only)]) as server:
+        got = client.request("HEAD", server.url + "/h", deadline=5)
+    assert got.status == 200 and got.body == b""
