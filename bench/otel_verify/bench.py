@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "collections")]
 
 from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import Canary, Dash0Backend  # noqa: E402
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import HttpClient  # noqa: E402
+from ansible_collections.emp.deploy.plugins.module_utils._http import HttpClient  # noqa: E402
 from ansible_collections.emp.deploy.plugins.module_utils._otlp import (  # noqa: E402
     SIGNAL_PATHS,
     build_canary,
@@ -57,13 +57,13 @@ def fixed_wait(backend, signal: str, wait_s: float) -> tuple[float, bool]:
     started = time.monotonic()
     body, content_type = encode_canary(signal, build_canary(signal, "emp-api", {}, run_id, trace_id, span_id, now,
                                                             "emp_deploy_canary"), "http/protobuf")
-    answer = http.request("POST", backend.otlp + SIGNAL_PATHS[signal], timeout=10, body=body,
+    answer = http.request("POST", backend.otlp + SIGNAL_PATHS[signal], deadline=10, body=body,
                           headers={"Content-Type": content_type})
     assert answer.ok, answer.status
     time.sleep(wait_s)
     query = otel_verify.default_metric_query("emp_deploy_canary").replace("{run_id}", run_id)
     found = Dash0Backend(http, backend.query, backend.auth).find(signal, Canary(run_id, trace_id, span_id, now, query),
-                                                                 timeout=10)
+                                                                 deadline=10)
     return time.monotonic() - started, bool(found)
 
 

@@ -20,7 +20,8 @@ options:
   timeout:
     description:
       - Seconds each network operation may take at most; every call to the agent API, the check
-        that the upstream listens and each health request is bounded by it.
+        that the upstream listens and each health request is bounded by it as a whole (connect,
+        headers and body), so a peer that answers one byte at a time cannot hold the task longer.
     type: float
     default: 10.0
   ngrok_binary:

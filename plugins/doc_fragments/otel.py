@@ -43,7 +43,8 @@ options:
     type: path
   request_timeout:
     description:
-      - Seconds any single HTTP request may take. Never more than what is left of O(timeout).
+      - Seconds any single HTTP request may take as a whole (connect, headers and body). Never more than
+        what is left of O(timeout).
     type: float
     default: 10.0
 """

@@ -17,7 +17,9 @@ options:
     type: str
     required: true
   request_timeout:
-    description: Seconds one HTTP request to the webhook service or the API may take.
+    description:
+      - Seconds one HTTP request to the webhook service or the API may take as a whole (connect, headers
+        and body), and never longer than what is left of the module's overall timeout.
     type: float
     default: 10.0
   validate_certs:

@@ -83,6 +83,7 @@ def parse_upstream(addr: Any, proto: str) -> Upstream:
     if not text:
         raise ValueError("addr is empty: give the upstream port or address, e.g. 3331 or localhost:3331")
     default_scheme = "tcp" if family == "tcp" else "http"
+    port: int | None
     try:
         if text.isdigit():
             scheme, host, port = default_scheme, "localhost", int(text)
@@ -180,6 +181,8 @@ def judge_http_health(check: Mapping[str, Any], expect_status: list | None, expe
                       upstream: Upstream | None = None) -> list:
     """Problem sentences for one HTTP health check; empty when it passed."""
     url = check.get("url")
+    if check.get("broken"):
+        return [f"GET {url} failed: {check.get('error')}"]
     if not check.get("reachable"):
         return [f"GET {url} failed: {check.get('error')}; the agent no longer serves this public URL"]
     status = check.get("status")

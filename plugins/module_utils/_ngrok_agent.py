@@ -7,19 +7,17 @@ its binary, its configuration file and starting it detached."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 import subprocess
 import tempfile
 import time
-from urllib.error import HTTPError, URLError
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from ansible.module_utils.basic import env_fallback
-from ansible.module_utils.urls import open_url
 
+from ansible_collections.emp.deploy.plugins.module_utils._http import NOT_HTTP, TIMEOUT, UNREACHABLE, HttpClient, HttpFailure, hostport
 from ansible_collections.emp.deploy.plugins.module_utils._ngrok import (
     ERROR_CODE_PATTERN,
     api_base,
@@ -55,15 +53,21 @@ class AgentUnreachable(AgentApiError):
     """Nothing answers at the API address (refused, timed out, or not HTTP)."""
 
 
-def _hostport(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+def _agent_failure(exc: HttpFailure, where: str, request: str) -> AgentApiError:
+    """Nothing (or not HTTP) answering is AgentUnreachable, which may start the agent; a broken answer is not."""
+    if exc.kind == TIMEOUT:
+        reason = "timed out" + (f" ({exc.reason})" if exc.reason else "")
+    elif exc.kind in (UNREACHABLE, NOT_HTTP):
+        reason = exc.reason
+    else:
+        return AgentApiError(exc.sentence("the ngrok agent API"))
+    return AgentUnreachable(f"the ngrok agent API at {where} does not answer ({request}): {reason}")
 
 
 def _error_detail(body: object) -> str:
     """ngrok's API errors look like {error_code, status_code, msg, details: {err}}."""
     if isinstance(body, dict):
-        details = body.get("details") if isinstance(body.get("details"), dict) else {}
+        details: dict = body["details"] if isinstance(body.get("details"), dict) else {}
         return str(details.get("err") or body.get("msg") or body)
     return str(body)[:300]
 
@@ -74,7 +78,9 @@ class AgentApi:
     def __init__(self, api_url: str, timeout: float) -> None:
         self.base = api_base(api_url)
         self.timeout = timeout
-        self.where = _hostport(self.base)
+        self.where = hostport(self.base)
+        # The API serves loopback only: a proxy from the environment must never see it.
+        self._http = HttpClient(user_agent=USER_AGENT, use_proxy=False)
 
     def _call(self, method: str, path: str, payload: dict | None = None) -> tuple[int, object]:
         url = self.base + path
@@ -83,14 +89,10 @@ class AgentApi:
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = open_url(url, method=method, data=data, headers=headers, timeout=self.timeout,
-                                use_proxy=False, follow_redirects="none", http_agent=USER_AGENT)
-            status, raw = response.getcode(), response.read()
-        except HTTPError as exc:
-            status, raw = exc.code, exc.read() if exc.fp is not None else b""
-        except (URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise AgentUnreachable(f"the ngrok agent API at {self.where} does not answer ({method} {path}): {reason}") from None
+            answer = self._http.request(method, url, deadline=self.timeout, body=data, headers=headers)
+        except HttpFailure as exc:
+            raise _agent_failure(exc, self.where, f"{method} {path}") from None
+        status, raw = answer.status, answer.body
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:

@@ -6,14 +6,11 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
-from ansible.module_utils.urls import open_url
-
+from ansible_collections.emp.deploy.plugins.module_utils._http import TIMEOUT, UNREACHABLE, HttpClient, HttpFailure
 from ansible_collections.emp.deploy.plugins.module_utils._ngrok import (
     LOOPBACK_HOSTS,
     find_error_code,
@@ -40,25 +37,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def probe_http(url: str, timeout: float, validate_certs: bool = True, expect_body: str | None = None) -> dict:
-    """GET ``url`` once, as a client of the public URL would, and record what came back."""
+    """GET ``url`` once, as a client of the public URL would, and record what came back.
+
+    ``reachable`` is false when nothing answered; ``broken`` is true when something answered with a
+    truncated body, a broken gzip body or no HTTP at all.
+    """
     host = (urlsplit(url).hostname or "").lower()
     started = time.monotonic()
     check: dict = {"method": "GET", "url": url}
+    client = HttpClient(validate_certs=validate_certs, user_agent=USER_AGENT)
     try:
-        try:
-            response = open_url(url, method="GET", headers=dict(SKIP_BROWSER_WARNING), timeout=timeout,
-                                validate_certs=validate_certs, follow_redirects="none", http_agent=USER_AGENT,
-                                use_proxy=host not in LOOPBACK_HOSTS)
-            status, headers, body = response.getcode(), dict(response.headers), response.read(BODY_LIMIT)
-        except HTTPError as exc:  # 3xx, 4xx and 5xx are answers too
-            status, headers = exc.code, dict(exc.headers or {})
-            body = exc.read(BODY_LIMIT) if exc.fp is not None else b""
-    except (URLError, OSError, http.client.HTTPException) as exc:
-        check.update(reachable=False, status=None, error=_reason(exc), error_code=None, elapsed_ms=_elapsed_ms(started))
+        answer = client.request("GET", url, deadline=timeout, headers=dict(SKIP_BROWSER_WARNING),
+                                body_limit=BODY_LIMIT, use_proxy=host not in LOOPBACK_HOSTS)
+    except HttpFailure as exc:
+        nothing = exc.kind in (UNREACHABLE, TIMEOUT)
+        error = ("timed out" if exc.kind == TIMEOUT else exc.reason) if nothing else exc.sentence("the public URL")
+        check.update(reachable=not nothing, broken=not nothing, status=None, error=error, error_code=None,
+                     elapsed_ms=_elapsed_ms(started))
         return check
+    status, body = answer.status, answer.body
     text = body.decode("utf-8", "replace")
-    check.update(reachable=True, status=status, error=None, error_code=find_error_code(headers, text),
-                 elapsed_ms=_elapsed_ms(started), body_bytes=len(body))
+    check.update(reachable=True, broken=False, status=status, error=None,
+                 error_code=find_error_code(answer.headers, text), elapsed_ms=_elapsed_ms(started),
+                 body_bytes=len(body))
     if expect_body is not None:
         check["body_matched"] = expect_body in text
     if check["error_code"] or status >= 400 or check.get("body_matched") is False:

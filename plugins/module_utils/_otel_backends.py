@@ -18,7 +18,14 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import HttpClient, TransportError, hostport
+from ansible_collections.emp.deploy.plugins.module_utils._http import (
+    Deadline,
+    DeadlineLike,
+    HttpClient,
+    HttpFailure,
+    as_deadline,
+    hostport,
+)
 from ansible_collections.emp.deploy.plugins.module_utils._otlp import (
     RUN_ID_ATTRIBUTE,
     SPAN_NAME,
@@ -28,6 +35,19 @@ from ansible_collections.emp.deploy.plugins.module_utils._otlp import (
 )
 
 MAX_PAGES = 5
+
+# The options of the emp.deploy.otel doc fragment, for every module that queries a telemetry backend.
+OTEL_BACKEND_ARGSPEC: dict = dict(
+    backend=dict(type="str", default="dash0", choices=["dash0", "tempo", "jaeger", "none"]),
+    query_url=dict(type="str"),
+    query_headers=dict(type="dict", default={}, no_log=True),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    request_timeout=dict(type="float", default=10.0),
+)
+# A backend needs its query API; given here once for every module that uses the spec.
+OTEL_BACKEND_REQUIRED_IF: list = [(name, value, ["query_url"]) for name, value in
+                                  (("backend", "dash0"), ("backend", "tempo"), ("backend", "jaeger"))]
 
 
 class QueryError(Exception):
@@ -62,14 +82,14 @@ class Backend:
         self.http = http
         self.base = query_url.rstrip("/")
         self.headers = dict(headers or {})
-        self.last_error = None
+        self.last_error: str | None = None
         self.queries = 0
 
     @property
     def target(self) -> str:
         return f"{self.name} at {hostport(self.base)}"
 
-    def _call(self, method: str, path: str, timeout: float, payload=None, params=None):
+    def _call(self, method: str, path: str, deadline: DeadlineLike, payload=None, params=None):
         """(status, parsed JSON or None); None status on transient failure."""
         url = self.base + path + ("?" + urlencode(params) if params else "")
         headers = dict(self.headers)
@@ -80,11 +100,12 @@ class Backend:
             headers["Content-Type"] = "application/json"
         self.queries += 1
         try:
-            answer = self.http.request(method, url, timeout=timeout, body=body, headers=headers)
-        except TransportError as exc:
-            self.last_error = str(exc)
+            answer = self.http.request(method, url, deadline=deadline, body=body, headers=headers)
+        except HttpFailure as exc:
+            exc.request = f"{method} {path}"
+            self.last_error = exc.sentence(self.name)
             return None, None
-        text = answer.body.decode("utf-8", "replace")
+        text = answer.text()
         if answer.status in (401, 403):
             raise QueryError(f"{self.target} answered {answer.status} to {method} {path}: {_short(text)} "
                              "(check query_headers: Authorization: Bearer <token>, Dash0-Dataset)", everyone=True)
@@ -95,16 +116,25 @@ class Backend:
         if not answer.ok:
             self.last_error = f"{method} {path} answered {answer.status}: {_short(text)}"
             return None, None
-        return answer.status, _parse_json(text)
+        data = _parse_json(text)
+        if data is None and text.strip():
+            # Waiting will not turn a login page or a wrong URL into the API: say what came back.
+            raise QueryError(f"{self.target} answered {method} {path} with HTTP {answer.status} "
+                             f"{answer.content_type or 'without a content type'}, not {self.api_label(path)} JSON: "
+                             f"{_short(text)}")
+        return answer.status, data
+
+    def api_label(self, path: str) -> str:
+        return f"the {self.name.capitalize()} API"
 
     def not_found_is_empty(self, path: str) -> bool:
         return False
 
-    def find(self, signal: str, canary: Canary, timeout: float):
-        """True when visible, False when not (yet), None after a transient failure."""
+    def find(self, signal: str, canary: Canary, deadline: DeadlineLike):
+        """True when visible, False when not (yet), None after a transient failure; every page by ``deadline``."""
         raise NotImplementedError
 
-    def service_activity(self, service: str, lookback_s: float, timeout: float) -> dict:
+    def service_activity(self, service: str, lookback_s: float, deadline: DeadlineLike) -> dict:
         raise NotImplementedError
 
 
@@ -112,13 +142,16 @@ class Dash0Backend(Backend):
     name = "dash0"
     signals = ("traces", "metrics", "logs")
 
-    def _items(self, path: str, filters: list, start: float, end: float, timeout: float, key: str):
+    def api_label(self, path: str) -> str:
+        return "the Prometheus API" if "/prometheus/" in path else "the Dash0 API"
+
+    def _items(self, path: str, filters: list, start: float, end: float, deadline: Deadline, key: str):
         """Every page of POST /api/spans or /api/logs (at most MAX_PAGES), as one list of resource blocks."""
         request = {"timeRange": {"from": rfc3339(start), "to": rfc3339(end)}, "filter": filters,
                    "pagination": {"limit": 200}}
-        blocks = []
+        blocks: list = []
         for dummy in range(MAX_PAGES):
-            status, data = self._call("POST", path, timeout, payload=request)
+            status, data = self._call("POST", path, deadline, payload=request)
             if status is None:
                 return None
             blocks.extend((data or {}).get(key) or [])
@@ -132,29 +165,35 @@ class Dash0Backend(Backend):
         sent = canary.time_ns / 1e9
         return sent - 600, sent + 600  # generous: clocks of sender and backend may differ
 
-    def find(self, signal: str, canary: Canary, timeout: float):
+    def find(self, signal: str, canary: Canary, deadline: DeadlineLike):
+        deadline = as_deadline(deadline)
         start, end = self._window(canary)
         trace_filter = [{"key": "otel.trace.id", "operator": "is", "value": canary.trace_id}]
         if signal == "traces":
-            blocks = self._items("/api/spans", trace_filter, start, end, timeout, "resourceSpans")
+            blocks = self._items("/api/spans", trace_filter, start, end, deadline, "resourceSpans")
             return None if blocks is None else (canary.trace_id, canary.span_id) in span_ids_in(blocks)
         if signal == "logs":
-            blocks = self._items("/api/logs", trace_filter, start, end, timeout, "resourceLogs")
+            blocks = self._items("/api/logs", trace_filter, start, end, deadline, "resourceLogs")
             if blocks is None:
                 return None
             return any(str(attribute(record, RUN_ID_ATTRIBUTE)) == canary.run_id for record in log_records_in(blocks))
-        status, data = self._call("GET", "/api/prometheus/api/v1/query", timeout,
+        status, data = self._call("GET", "/api/prometheus/api/v1/query", deadline,
                                   params={"query": canary.metric_query, "time": f"{time.time():.3f}"})
         if status is None:
             return None
-        if (data or {}).get("status") != "success":
-            raise QueryError(f"{self.target}: PromQL {canary.metric_query!r} failed: {_short(json.dumps(data))}")
+        if not isinstance(data, dict):
+            what = "an empty body" if data is None else "JSON that is not an object"
+            raise QueryError(f"{self.target} answered PromQL {canary.metric_query!r} with {what}, "
+                             "not the Prometheus API JSON")
+        if data.get("status") != "success":
+            said = ": ".join(str(data[key]) for key in ("errorType", "error") if data.get(key))
+            raise QueryError(f"{self.target}: PromQL {canary.metric_query!r} failed: {said or _short(json.dumps(data))}")
         return bool(((data.get("data") or {}).get("result")))
 
-    def service_activity(self, service: str, lookback_s: float, timeout: float) -> dict:
+    def service_activity(self, service: str, lookback_s: float, deadline: DeadlineLike) -> dict:
         now = time.time()
         blocks = self._items("/api/spans", [{"key": "service.name", "operator": "is", "value": service}],
-                             now - lookback_s, now + 60, timeout, "resourceSpans")
+                             now - lookback_s, now + 60, as_deadline(deadline), "resourceSpans")
         if blocks is None:
             return {"seen": None, "spans": 0, "latest_age_s": None, "error": self.last_error}
         starts = [int(span.get("startTimeUnixNano") or 0) for span in _spans(blocks)
@@ -169,17 +208,17 @@ class TempoBackend(Backend):
     def not_found_is_empty(self, path: str) -> bool:
         return path.startswith("/api/traces/")
 
-    def find(self, signal: str, canary: Canary, timeout: float):
-        status, data = self._call("GET", f"/api/traces/{canary.trace_id}", timeout)
+    def find(self, signal: str, canary: Canary, deadline: DeadlineLike):
+        status, data = self._call("GET", f"/api/traces/{canary.trace_id}", deadline)
         if status is None or status == 404:
             return None if status is None else False
         data = data or {}
         blocks = data.get("batches") or data.get("resourceSpans") or (data.get("trace") or {}).get("resourceSpans")
         return (canary.trace_id, canary.span_id) in span_ids_in(blocks or [])
 
-    def service_activity(self, service: str, lookback_s: float, timeout: float) -> dict:
+    def service_activity(self, service: str, lookback_s: float, deadline: DeadlineLike) -> dict:
         now = time.time()
-        status, data = self._call("GET", "/api/search", timeout, params={
+        status, data = self._call("GET", "/api/search", deadline, params={
             "tags": f"service.name={service}", "start": int(now - lookback_s), "end": int(now + 60), "limit": 20})
         if status is None:
             return {"seen": None, "spans": 0, "latest_age_s": None, "error": self.last_error}
@@ -194,15 +233,15 @@ class JaegerBackend(Backend):
     def not_found_is_empty(self, path: str) -> bool:
         return path.startswith("/api/v3/traces")
 
-    def find(self, signal: str, canary: Canary, timeout: float):
-        status, data = self._call("GET", f"/api/v3/traces/{canary.trace_id}", timeout)
+    def find(self, signal: str, canary: Canary, deadline: DeadlineLike):
+        status, data = self._call("GET", f"/api/v3/traces/{canary.trace_id}", deadline)
         if status is None or status == 404:
             return None if status is None else False
         return (canary.trace_id, canary.span_id) in span_ids_in(_jaeger_blocks(data))
 
-    def service_activity(self, service: str, lookback_s: float, timeout: float) -> dict:
+    def service_activity(self, service: str, lookback_s: float, deadline: DeadlineLike) -> dict:
         now = time.time()
-        status, data = self._call("GET", "/api/v3/traces", timeout, params={
+        status, data = self._call("GET", "/api/v3/traces", deadline, params={
             "query.service_name": service, "query.start_time_min": rfc3339(now - lookback_s),
             "query.start_time_max": rfc3339(now + 60), "query.num_traces": 20})
         if status is None:
@@ -218,14 +257,14 @@ BACKENDS = {"dash0": Dash0Backend, "tempo": TempoBackend, "jaeger": JaegerBacken
 def _jaeger_blocks(data) -> list:
     """api/v3 answers {result: {resourceSpans}}; the streaming gateway may send several such objects."""
     chunks = data if isinstance(data, list) else [data or {}]
-    blocks = []
+    blocks: list = []
     for chunk in chunks:
         blocks.extend(((chunk or {}).get("result") or {}).get("resourceSpans") or [])
     return blocks
 
 
 def _spans(blocks: list) -> list:
-    spans = []
+    spans: list = []
     for block in blocks or []:
         for scope in block.get("scopeSpans") or []:
             spans.extend(scope.get("spans") or [])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import HttpClient, TransportError, where
+from ansible_collections.emp.deploy.plugins.module_utils._http import DeadlineLike, HttpClient, HttpFailure, where
 
 # otelcol_exporter_send_failed_spans, ..._metric_points, ..._log_records and enqueue_failed_*,
 # with the _total suffix newer collectors add, or without it (collectors before v0.106).
@@ -62,7 +62,7 @@ def _after_labels(line: str, brace: int) -> str:
 
 def failure_counters(text: str) -> tuple[dict, bool]:
     """Sums of every export-failure counter family (suffix dropped), and whether any otelcol_ series exist."""
-    totals = {}
+    totals: dict[str, float] = {}
     saw_otelcol = False
     for line in text.splitlines():
         sample = parse_sample_line(line)
@@ -77,11 +77,11 @@ def failure_counters(text: str) -> tuple[dict, bool]:
     return totals, saw_otelcol
 
 
-def read_failure_counters(http: HttpClient, url: str, timeout: float) -> dict:
+def read_failure_counters(http: HttpClient, url: str, deadline: DeadlineLike) -> dict:
     try:
-        answer = http.request("GET", url, timeout=timeout, headers={"Accept": "text/plain"})
-    except TransportError as exc:
-        raise CollectorError(f"collector self-metrics unreachable: {exc}") from None
+        answer = http.request("GET", url, deadline=deadline, headers={"Accept": "text/plain"})
+    except HttpFailure as exc:
+        raise CollectorError(f"collector self-metrics unreadable: {exc.sentence('the collector')}") from None
     if answer.status != 200:
         raise CollectorError(f"collector self-metrics at {where(url)} answered HTTP {answer.status}")
     counters, saw_otelcol = failure_counters(answer.body.decode("utf-8", "replace"))
@@ -104,13 +104,13 @@ def _number(value: float):
     return int(value) if float(value).is_integer() else round(value, 3)
 
 
-def check_health(http: HttpClient, url: str, timeout: float) -> dict:
+def check_health(http: HttpClient, url: str, deadline: DeadlineLike) -> dict:
     """GET the health_check extension: {url, http_status, status, healthy, error}."""
-    report = {"url": where(url), "http_status": None, "status": None, "healthy": False, "error": None}
+    report: dict = {"url": where(url), "http_status": None, "status": None, "healthy": False, "error": None}
     try:
-        answer = http.request("GET", url, timeout=timeout, headers={"Accept": "application/json"})
-    except TransportError as exc:
-        report["error"] = str(exc)
+        answer = http.request("GET", url, deadline=deadline, headers={"Accept": "application/json"})
+    except HttpFailure as exc:
+        report["error"] = exc.sentence("the collector")
         return report
     report["http_status"] = answer.status
     try:

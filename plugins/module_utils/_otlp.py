@@ -19,6 +19,7 @@ import binascii
 import json
 import os
 import struct
+from typing import Any
 
 SIGNALS = ("traces", "metrics", "logs")
 SIGNAL_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
@@ -37,7 +38,7 @@ _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 # Field tables: message -> {json name: (field number, kind, message type of the value or None)}.
 # Kinds: string, bytes_hex (ids, hex in OTLP JSON), bytes_b64, fixed64, sfixed64, int64, uint32,
 # enum, bool, double, fixed32, message. Repetition follows from the JSON value being a list.
-_SCHEMA = {
+_SCHEMA: dict[str, dict[str, tuple]] = {
     "ExportTraceServiceRequest": {"resourceSpans": (1, "message", "ResourceSpans")},
     "ExportMetricsServiceRequest": {"resourceMetrics": (1, "message", "ResourceMetrics")},
     "ExportLogsServiceRequest": {"resourceLogs": (1, "message", "ResourceLogs")},
@@ -186,9 +187,10 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise ProtobufError("varint longer than 10 bytes")
 
 
-def decode_fields(buf: bytes) -> list[tuple[int, int, object]]:
+def decode_fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) triples; LEN values stay bytes, I64/I32 stay raw bytes."""
-    fields = []
+    fields: list[tuple[int, int, Any]] = []
+    value: Any
     pos = 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
@@ -352,7 +354,7 @@ def span_ids_in(resource_spans: list) -> set:
 
 
 def log_records_in(resource_logs: list) -> list:
-    out = []
+    out: list = []
     for block in resource_logs or []:
         for scope in block.get("scopeLogs") or []:
             out.extend(scope.get("logRecords") or [])

@@ -97,8 +97,8 @@ class Expectation:
         self.trigger = trigger
         self.events = list(events)
         self.count = count
-        self.trigger_times = []  # trigger=test: time.monotonic() before each POST /webhooks/:id/test
-        self.jobs = {}           # trigger=job: job id -> time.monotonic() before its submission
+        self.trigger_times: list[float] = []  # trigger=test: time.monotonic() before each POST /webhooks/:id/test
+        self.jobs: dict[str, float] = {}      # trigger=job: job id -> time.monotonic() before its submission
 
     @property
     def job_events(self) -> list:
@@ -125,7 +125,7 @@ class Expectation:
 
 
 def group_by_event(deliveries: list) -> dict:
-    grouped = {}
+    grouped: dict[str, list] = {}
     for delivery in deliveries:
         grouped.setdefault(delivery.event_id, []).append(delivery)
     return grouped
@@ -154,7 +154,7 @@ class Analysis:
         self.retry_config = retry_config
         self.grouped = group_by_event(deliveries)
         self.bodies = {event_id: parse_body(attempts[0].body) for event_id, attempts in self.grouped.items()}
-        self.slots = {}  # slot -> event id of its first delivered event
+        self.slots: dict = {}  # slot -> event id of its first delivered event
         self.unrelated = 0
         self.repeated = 0  # another event id for a filled slot: the same job event sent twice
         for event_id in self.grouped:
@@ -212,7 +212,7 @@ class Analysis:
 
     # ------------------------------------------------------------------ signatures and payloads
     def signature_figures(self) -> dict:
-        figures = {"scheme": self.scheme, "checked": 0, "valid": 0, "invalid": 0, "missing": 0, "reasons": []}
+        figures: dict = {"scheme": self.scheme, "checked": 0, "valid": 0, "invalid": 0, "missing": 0, "reasons": []}
         if self.scheme == "none":
             return figures
         for delivery in self.deliveries:
@@ -224,7 +224,7 @@ class Analysis:
         return figures
 
     def payload_figures(self) -> dict:
-        figures = {"checked": 0, "valid": 0, "invalid": 0, "errors": []}
+        figures: dict = {"checked": 0, "valid": 0, "invalid": 0, "errors": []}
         for delivery in self.deliveries:
             errors = payload_errors(delivery, self.webhook_id, self.expectation.events)
             figures["checked"] += 1
@@ -236,12 +236,12 @@ class Analysis:
 
     # ------------------------------------------------------------------ retries
     def retry_figures(self) -> dict:
-        figures = {"fail_first": self.fail_first, "events_checked": 0, "events_recovered": 0,
-                   "events_not_retried": 0, "same_event_id": None, "gaps_ms": [], "expected_gaps_ms": [],
-                   "growing": None}
+        figures: dict = {"fail_first": self.fail_first, "events_checked": 0, "events_recovered": 0,
+                         "events_not_retried": 0, "same_event_id": None, "gaps_ms": [], "expected_gaps_ms": [],
+                         "growing": None}
         if self.fail_first <= 0:
             return figures
-        gaps_by_position = [[] for _position in range(self.fail_first)]
+        gaps_by_position: list[list[float]] = [[] for _position in range(self.fail_first)]
         for event_id in self.slots.values():
             attempts = self.grouped[event_id]
             figures["events_checked"] += 1
@@ -265,7 +265,7 @@ class Analysis:
         return figures
 
     def retry_problems(self, figures: dict) -> list:
-        problems = []
+        problems: list[str] = []
         if self.fail_first <= 0:
             return problems
         checked = figures["events_checked"]

@@ -7,15 +7,25 @@
 from __future__ import annotations
 
 import json
-import socket
-import ssl
-import time
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit
 
-from ansible.module_utils.urls import Request, make_context
+from ansible_collections.emp.deploy.plugins.module_utils._http import (
+    Deadline,
+    HttpClient,
+    HttpFailure,
+    hostport,
+)
 
+USER_AGENT = "emp.deploy.webhook_probe"
 EXCERPT_CHARS = 160
+
+# The options of the emp.deploy.webhook doc fragment, for every module that talks to the webhook service.
+WEBHOOK_SERVICE_ARGSPEC: dict = dict(
+    service_url=dict(type="str", required=True),
+    request_timeout=dict(type="float", default=10.0),
+    validate_certs=dict(type="bool", default=True),
+    api_url=dict(type="str"),
+    api_token=dict(type="str", no_log=True),
+)
 
 
 class ServiceError(Exception):
@@ -49,12 +59,6 @@ def excerpt(text: str) -> str:
     return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS] + "..."
 
 
-def host_port(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return "%s:%d" % (parts.hostname or "?", port)
-
-
 class JsonClient:
     """One base URL; ``statuses`` maps "METHOD route" to {status: count} for every answer."""
 
@@ -63,22 +67,15 @@ class JsonClient:
         self.base_url = base_url.rstrip("/")
         self.name = name
         self.timeout = timeout
-        self.validate_certs = validate_certs
         self.headers = dict(headers or {})
-        self.statuses = {}
-        self.not_found = []  # "METHOD route" answered 404 where the route should exist
-        # One TLS context for every call: building one loads the CA store (~25 ms) and open_url
-        # would do that per request. Plain http never uses it, so it stays empty there.
-        if urlsplit(self.base_url).scheme == "https":
-            context = make_context(validate_certs=validate_certs)
-        else:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        self._request = Request(timeout=timeout, validate_certs=validate_certs, follow_redirects="none",
-                                context=context)
+        self.statuses: dict = {}
+        self.not_found: list = []  # "METHOD route" answered 404 where the route should exist
+        self.deadline: Deadline | None = None  # the module's: no call outlives it
+        self._http = HttpClient(validate_certs=validate_certs, user_agent=USER_AGENT)
 
     @property
     def where(self) -> str:
-        return host_port(self.base_url)
+        return hostport(self.base_url)
 
     def _count(self, key: str, status) -> None:
         per_route = self.statuses.setdefault(key, {})
@@ -92,31 +89,23 @@ class JsonClient:
         ``missing_ok`` marks a 404 as expected (reading back a deleted webhook).
         """
         key = "%s %s" % (method, route)
+        if self.deadline is not None and self.deadline.expired:
+            raise ServiceError("no time left to call %s at %s (%s) within %g s" % (
+                self.name, self.where, key, self.deadline.total))
         headers = {"Accept": "application/json"}
         headers.update(self.headers)
         data = None
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        started = time.monotonic()
         try:
-            response = self._request.open(method, self.base_url + path, data=data, headers=headers,
-                                          timeout=timeout or self.timeout)
-            status = response.getcode()
-            raw = response.read()
-            content_type = response.headers.get("Content-Type", "")
-        except HTTPError as exc:
-            status = exc.code
-            raw = exc.read() if exc.fp is not None else b""
-            content_type = exc.headers.get("Content-Type", "") if exc.headers else ""
-        except (URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+            got = self._http.request(method, self.base_url + path, deadline=self.call_deadline(timeout),
+                                     body=data, headers=headers)
+        except HttpFailure as exc:
             self._count(key, "unreachable")
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
-                raise ServiceError("%s at %s did not answer %s within %.1f s" % (
-                    self.name, self.where, key, timeout or self.timeout)) from exc
-            raise ServiceError("cannot reach %s at %s (%s): %s" % (self.name, self.where, key, reason)) from exc
-        elapsed_ms = (time.monotonic() - started) * 1000.0
+            raise ServiceError(self.failure_sentence(key, exc)) from None
+        status, raw, content_type = got.status, got.body, got.header("content-type")
+        elapsed_ms = got.elapsed_s * 1000.0
         self._count(key, status)
         text = raw.decode("utf-8", "replace")
         try:
@@ -131,6 +120,15 @@ class JsonClient:
             raise ServiceError("%s at %s answered %s with HTTP %s and %s instead of JSON: %s" % (
                 self.name, self.where, key, status, kind, excerpt(text) or "(empty body)"))
         return answer
+
+    def call_deadline(self, timeout: float | None) -> Deadline:
+        seconds = self.timeout if timeout is None else timeout
+        return self.deadline.within(seconds) if self.deadline is not None else Deadline(seconds)
+
+    def failure_sentence(self, key: str, exc: HttpFailure) -> str:
+        """Names the route template (``key``) rather than the concrete path, as every figure does."""
+        exc.request = key
+        return exc.sentence(self.name)
 
     def expect(self, answer: Answer, key: str, statuses: tuple) -> dict:
         """The answer's JSON object when the status is one of ``statuses``, else ServiceError."""

@@ -75,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    probe_receiver: ProbeReceiver
     daemon_threads = True
     allow_reuse_address = False  # a taken port must fail, not be shared
     request_queue_size = 128
@@ -88,12 +89,12 @@ class ProbeReceiver:
         self.requested_port = port
         self.path = path
         self.fail_first = fail_first
-        self.deliveries = []      # list of Delivery, arrival order
+        self.deliveries: list[Delivery] = []  # arrival order
         self.stray_requests = 0   # requests to another path or with another method
-        self._attempts = {}
+        self._attempts: dict[str, int] = {}
         self._cond = threading.Condition()
-        self._server = None
-        self._thread = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:

@@ -269,6 +269,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.emp.deploy.plugins.module_utils._ngrok import (
+    Upstream,
     find_conflicts,
     health_url,
     judge_http_health,
@@ -333,6 +334,11 @@ def validate_options(params: dict) -> str | None:
     return None
 
 
+def directory_problem(config_path: str) -> str:
+    return (f"config_path {config_path} is a directory, not the agent configuration file; give the file's path, "
+            f"for example {os.path.join(config_path, 'ngrok.yml')}")
+
+
 class TunnelRun:
     """One run of the module: each step records what it found and did, so failures return everything."""
 
@@ -345,7 +351,7 @@ class TunnelRun:
         self.api = AgentApi(self.params["api_url"], self.params["timeout"])
         self.owns_config = bool(self.params["config_path"] and self.params["authtoken"])
         self.binary: str | None = None
-        self.upstream = None
+        self.upstream: Upstream | None = None
         self.changed = False
         self.pending = False  # check mode: the tunnel would be created, so it cannot be measured
         self.actions: list = []
@@ -365,6 +371,12 @@ class TunnelRun:
         }
 
     # ------------------------------------------------------------------ results
+    def wanted(self) -> Upstream:
+        """The parsed addr; every step that needs it runs after run() parsed it (state is not absent)."""
+        if self.upstream is None:
+            raise RuntimeError("the upstream is used before addr was parsed")
+        return self.upstream
+
     def all_problems(self) -> list:
         upstream = [self.upstream_problem] if self.upstream_problem else []
         return self.problems + upstream + self.health_problems
@@ -416,6 +428,8 @@ class TunnelRun:
         if not self.owns_config:
             return
         path = self.params["config_path"]
+        if os.path.isdir(path):  # also in check mode: writing it would fail
+            self.fail(directory_problem(path))
         content = render_agent_config(self.params["authtoken"], web_addr_from_api_url(self.params["api_url"]))
         if not file_needs_update(path, content):
             return
@@ -437,12 +451,14 @@ class TunnelRun:
             self.did(f"would start the ngrok agent with {self.params['config_path']}: {why}")
             return False
         config_path = self.params["config_path"]
+        if os.path.isdir(config_path):
+            self.fail(directory_problem(config_path))
         if not os.path.isfile(config_path):
             self.fail(f"cannot start the ngrok agent: config_path {config_path} does not exist; give authtoken "
                       "(or set NGROK_AUTHTOKEN) and the module writes it")
         log_path = self.params["agent_log_path"] or default_log_path(config_path)
         try:
-            process = spawn_agent(self.binary, config_path, log_path, start_all=not self.owns_config)
+            process = spawn_agent(self.binary or "ngrok", config_path, log_path, start_all=not self.owns_config)
         except OSError as exc:
             self.fail(f"cannot start the ngrok agent {self.binary}: {exc.strerror or exc}")
         try:
@@ -505,15 +521,16 @@ class TunnelRun:
             tunnel = self.api.create(self.name, self.params["addr"], proto)
         except AgentApiError as exc:
             self.fail(f"cannot create tunnel '{self.name}': {exc}")
-        self.did(f"created tunnel '{self.name}' {tunnel.get('public_url')} -> {self.upstream.label}")
+        self.did(f"created tunnel '{self.name}' {tunnel.get('public_url')} -> {self.wanted().label}")
         return tunnel
 
     def check_upstream(self) -> bool:
-        listening, error = port_listening(self.upstream.connect_host, self.upstream.port, self.params["timeout"])
-        self.upstream_info = {"addr": self.params["addr"], "upstream": self.upstream.label, "host": self.upstream.host,
-                              "port": self.upstream.port, "listening": listening, "error": error}
+        upstream = self.wanted()
+        listening, error = port_listening(upstream.connect_host, upstream.port, self.params["timeout"])
+        self.upstream_info = {"addr": self.params["addr"], "upstream": upstream.label, "host": upstream.host,
+                              "port": upstream.port, "listening": listening, "error": error}
         # Measured again after a recovery, so only the latest figure counts.
-        self.upstream_problem = None if listening else f"the upstream {self.upstream.label} is not listening ({error})"
+        self.upstream_problem = None if listening else f"the upstream {upstream.label} is not listening ({error})"
         return listening
 
     def ensure_present(self) -> None:
@@ -521,10 +538,10 @@ class TunnelRun:
         if current is not None:
             found = summarize_tunnel(current)
             self.before = {"name": self.name, "proto": found["proto"], "addr": found["addr"], "upstream": found["upstream"]}
-        plan = plan_tunnel(current, self.params["proto"], self.upstream, restart=self.params["state"] == "restarted")
-        self.conflicts = find_conflicts(self.tunnels, self.name, self.params["proto"], self.upstream)
+        plan = plan_tunnel(current, self.params["proto"], self.wanted(), restart=self.params["state"] == "restarted")
+        self.conflicts = find_conflicts(self.tunnels, self.name, self.params["proto"], self.wanted())
         for other in self.conflicts:
-            self.problems.append(f"tunnel '{other['name']}' ({other['public_url']}) also forwards to {self.upstream.label}")
+            self.problems.append(f"tunnel '{other['name']}' ({other['public_url']}) also forwards to {self.wanted().label}")
         listening = self.check_upstream()
         if plan.action == "none":
             self.tunnel = current
@@ -532,13 +549,13 @@ class TunnelRun:
         verb = "create" if plan.action == "create" else "replace"
         if self.conflicts:
             self.fail(f"will not {verb} tunnel '{self.name}': tunnel '{self.conflicts[0]['name']}' "
-                      f"({self.conflicts[0]['public_url']}) already forwards to {self.upstream.label}")
+                      f"({self.conflicts[0]['public_url']}) already forwards to {self.wanted().label}")
         if not listening and self.params["require_upstream"]:
-            self.fail(f"will not {verb} tunnel '{self.name}': its upstream {self.upstream.label} is not listening "
-                      f"({self.upstream_info['error']}); start the service first or set require_upstream=false")
+            self.fail(f"will not {verb} tunnel '{self.name}': its upstream {self.wanted().label} is not listening "
+                      f"({(self.upstream_info or {}).get('error')}); start the service first or set require_upstream=false")
         if self.check_mode:
             self.pending = True
-            self.did(f"would {verb} tunnel '{self.name}' -> {self.upstream.label}: {plan.reason}")
+            self.did(f"would {verb} tunnel '{self.name}' -> {self.wanted().label}: {plan.reason}")
             return
         self.tunnel = self.create(plan.action == "replace", plan.reason)
 
@@ -559,7 +576,7 @@ class TunnelRun:
 
     # ------------------------------------------------------------------ health
     def health_check(self) -> list:
-        public_url = self.tunnel.get("public_url") or ""
+        public_url = (self.tunnel or {}).get("public_url") or ""
         timeout = self.params["timeout"]
         if self.params["proto"] == "tcp" or public_url.startswith("tcp://"):
             check = probe_tcp(public_url, timeout)

@@ -92,7 +92,10 @@ options:
     default: {}
   timeout:
     description:
-      - Seconds the whole check may take, sending, retries and polling for visibility together.
+      - Seconds the whole check may take, sending, retries and polling for visibility together. A peer
+        that answers one byte at a time cannot stretch it.
+      - The reads that close the check (the self-metrics of O(metrics_url) after the canaries, and
+        O(expect_services)) share at most 1 s more.
     type: float
     default: 30.0
   poll_interval:
@@ -281,16 +284,23 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import BACKENDS, Canary, QueryError
+from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import (
+    BACKENDS,
+    OTEL_BACKEND_ARGSPEC,
+    OTEL_BACKEND_REQUIRED_IF,
+    Canary,
+    QueryError,
+)
 from ansible_collections.emp.deploy.plugins.module_utils._otel_collector import (
     CollectorError,
     check_health,
     counter_growth,
     read_failure_counters,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import (
+from ansible_collections.emp.deploy.plugins.module_utils._http import (
+    Deadline,
     HttpClient,
-    TransportError,
+    HttpFailure,
     hostport,
     retry_after_seconds,
 )
@@ -311,6 +321,9 @@ RETRYABLE_STATUSES = (429, 502, 503, 504)
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
 FIRST_POLL_S = 0.2
+# The reads that close the check (self-metrics after, expect_services) share this much time past the timeout.
+CLOSING_GRACE_S = 1.0
+USER_AGENT = "emp.deploy.otel_verify"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 METRIC_NAME_PATTERN = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:.]*$")
 
@@ -333,18 +346,9 @@ ARGUMENT_SPEC: dict = dict(
     metrics_url=dict(type="str"),
     expect_services=dict(type="list", elements="str", default=[]),
     lookback=dict(type="int", default=300),
-    backend=dict(type="str", default="dash0", choices=["dash0", "tempo", "jaeger", "none"]),
-    query_url=dict(type="str"),
-    query_headers=dict(type="dict", default={}, no_log=True),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    request_timeout=dict(type="float", default=10.0),
 )
-REQUIRED_IF = [
-    ("backend", "dash0", ["query_url"]),
-    ("backend", "tempo", ["query_url"]),
-    ("backend", "jaeger", ["query_url"]),
-]
+ARGUMENT_SPEC.update(OTEL_BACKEND_ARGSPEC)
+REQUIRED_IF = OTEL_BACKEND_REQUIRED_IF
 
 
 # --- option validation ---------------------------------------------------------------------------
@@ -415,37 +419,22 @@ def default_metric_query(metric_name: str) -> str:
 
 
 # --- the probe -----------------------------------------------------------------------------------
-class Deadline:
-    def __init__(self, seconds: float):
-        self.total = seconds
-        self.started = time.monotonic()
-        self.ends = self.started + seconds
-
-    def remaining(self) -> float:
-        return max(0.0, self.ends - time.monotonic())
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
 def send_canary(http: HttpClient, url: str, body: bytes, headers: dict, deadline: Deadline,
                 request_timeout: float, signal: str) -> dict:
     """POSTs one canary with OTLP retry rules; returns the signal's send report."""
-    report = {"accepted": False, "status": None, "attempts": 0, "retries": [], "rejected": 0,
-              "error_message": "", "send_s": None, "problem": None}
+    report: dict = {"accepted": False, "status": None, "attempts": 0, "retries": [], "rejected": 0,
+                    "error_message": "", "send_s": None, "problem": None}
     started = time.monotonic()
     backoff = FIRST_BACKOFF_S
     target = f"{hostport(url)}{urlsplit(url).path}"
     while True:
         report["attempts"] += 1
-        remaining = deadline.remaining()
         wait = None
         try:
-            answer = http.request("POST", url, timeout=min(request_timeout, max(remaining, 0.05)), body=body,
-                                  headers=headers)
-        except TransportError as exc:
+            answer = http.request("POST", url, deadline=deadline.within(request_timeout), body=body, headers=headers)
+        except HttpFailure as exc:
             report["status"] = None
-            why = str(exc)
+            why = exc.sentence("the collector")
             wait = backoff
         else:
             report["status"] = answer.status
@@ -495,9 +484,9 @@ class Verification:
         self.signal, self.url, self.body, self.headers = signal, url, body, headers
         self.backend, self.canary, self.deadline, self.params = backend, canary, deadline, params
         self.stop = stop
-        self.fatal = None
-        self.report = {"checked": bool(backend and signal in backend.signals), "visible": None,
-                       "visibility_s": None, "round_trip_s": None, "queries": 0, "required": required}
+        self.fatal: str | None = None
+        self.report: dict = {"checked": bool(backend and signal in backend.signals), "visible": None,
+                             "visibility_s": None, "round_trip_s": None, "queries": 0, "required": required}
 
     def run(self, http: HttpClient) -> None:
         try:
@@ -521,8 +510,7 @@ class Verification:
                 return
             self.report["queries"] += 1
             try:
-                found = self.backend.find(self.signal, self.canary,
-                                          min(self.params["request_timeout"], max(remaining, 0.05)))
+                found = self.backend.find(self.signal, self.canary, self.deadline.within(self.params["request_timeout"]))
             except QueryError as exc:
                 self.fatal = str(exc)
                 if exc.everyone:
@@ -540,7 +528,8 @@ class Verification:
 def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     """Sends the canaries, proves arrival and runs the collector and service checks."""
     deadline = Deadline(params["timeout"])
-    http = http or HttpClient(params["validate_certs"], params.get("ca_path"))
+    http = http or HttpClient(validate_certs=params["validate_certs"], ca_path=params.get("ca_path"),
+                              user_agent=USER_AGENT, follow_redirects="safe")
     signals = [s for s in SIGNALS if s in params["signals"]]
     required = set(params.get("required_signals") or signals)
     run_id = params.get("run_id") or new_trace_id()[:16]
@@ -551,15 +540,13 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     if params["backend"] != "none":
         query_headers = {str(name): str(value) for name, value in (params.get("query_headers") or {}).items()}
         backend = BACKENDS[params["backend"]](http, params["query_url"], query_headers)
-    problems, warnings = [], []
+    problems: list[str] = []
+    warnings: list[str] = []
     collector: dict = {}
     request_timeout = params["request_timeout"]
 
-    def per_call_timeout() -> float:
-        return min(request_timeout, max(deadline.remaining(), 0.5))
-
     if params.get("health_url"):
-        collector["health"] = check_health(http, params["health_url"], per_call_timeout())
+        collector["health"] = check_health(http, params["health_url"], deadline.within(request_timeout))
         health = collector["health"]
         if not health["healthy"]:
             said = health["error"] or f"HTTP {health['http_status']}" + (
@@ -568,7 +555,7 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     counters_before = None
     if params.get("metrics_url"):
         try:
-            counters_before = read_failure_counters(http, params["metrics_url"], per_call_timeout())
+            counters_before = read_failure_counters(http, params["metrics_url"], deadline.within(request_timeout))
         except CollectorError as exc:
             problems.append(str(exc))
 
@@ -604,9 +591,10 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
         (problems if report["required"] else warnings).extend(found)
         warnings.extend(cautions)
 
+    closing = Deadline(deadline.remaining() + CLOSING_GRACE_S)
     if counters_before is not None:
         try:
-            after = read_failure_counters(http, params["metrics_url"], per_call_timeout())
+            after = read_failure_counters(http, params["metrics_url"], closing.within(request_timeout))
         except CollectorError as exc:
             problems.append(str(exc))
         else:
@@ -620,7 +608,7 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     if backend is not None and not stop.is_set():
         for service in params["expect_services"]:
             try:
-                activity = backend.service_activity(service, params["lookback"], per_call_timeout())
+                activity = backend.service_activity(service, params["lookback"], closing.within(request_timeout))
             except QueryError as exc:
                 problems.append(f"cannot check service {service!r}: {exc}")
                 break

@@ -45,8 +45,11 @@ attributes:
 options:
   timeout:
     description:
-      - Seconds to wait for the expected deliveries after triggering them (retries included).
+      - Seconds the whole probe may take, from reading C(/health) through triggering to the last expected
+        delivery (retries included). Every request shares this deadline as a whole (connect, headers and
+        body), so a service that answers one byte at a time cannot hold the probe longer.
       - When it passes, whatever arrived is measured; missing deliveries lower RV(success_rate).
+      - Deleting the probe webhook afterwards gets at most 3 s (and at most O(request_timeout)) more.
     type: float
     default: 30.0
   receiver_host:
@@ -61,7 +64,7 @@ options:
     default: 0
   public_url:
     description:
-      - URL through which the service reaches the receiver, for example the public URL
+      - URL through which the service reaches the receiver (not with O(use_test_receiver=true)), for example the public URL
         M(emp.deploy.ngrok_tunnel) returns for a tunnel to O(receiver_port). The probe appends its own
         path C(/emp-webhook-probe/<run id>).
       - This is how a playbook proves that webhook URLs are accessible externally.
@@ -72,6 +75,7 @@ options:
         a receiver, and read what it recorded from C(GET /test-receivers/:id/requests).
       - Test receivers keep at most 100 requests and always answer 200, so O(fail_first) cannot be used and
         O(count) times the number of O(events) must stay within 100. Latency uses the service's clock.
+      - O(public_url) cannot be used with it; V(false) goes with O(public_url) as with any other option.
     type: bool
     default: false
   events:
@@ -378,7 +382,10 @@ from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 from ansible_collections.emp.deploy.plugins.module_utils._webhook_analysis import (
     PER_JOB_EVENTS, Analysis, Expectation, fulfilled,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._webhook_client import JsonClient, ServiceError
+from ansible_collections.emp.deploy.plugins.module_utils._http import Deadline, url_problem
+from ansible_collections.emp.deploy.plugins.module_utils._webhook_client import (
+    WEBHOOK_SERVICE_ARGSPEC, JsonClient, ServiceError,
+)
 from ansible_collections.emp.deploy.plugins.module_utils._webhook_receiver import (
     Delivery, ProbeReceiver, ReceiverError, event_id_of,
 )
@@ -391,14 +398,10 @@ EVENT_TYPES = ["job_submitted", "update_job_progress", "complete_job", "job_fail
 TEST_RECEIVER_CAPACITY = 100
 SETTLE_S = 0.3            # after the last expected delivery: time for duplicates to show up
 POLL_S = 0.25             # test receiver polling interval
+CLEANUP_S = 3.0           # at most this long (and request_timeout) for deleting the webhook after the timeout
 UNSPECIFIED_HOSTS = ("0.0.0.0", "::", "")
 
-ARGUMENT_SPEC = dict(
-    service_url=dict(type="str", required=True),
-    request_timeout=dict(type="float", default=10.0),
-    validate_certs=dict(type="bool", default=True),
-    api_url=dict(type="str"),
-    api_token=dict(type="str", no_log=True),
+PROBE_ARGSPEC: dict = dict(
     timeout=dict(type="float", default=30.0),
     receiver_host=dict(type="str", default="127.0.0.1"),
     receiver_port=dict(type="int", default=0),
@@ -424,6 +427,7 @@ ARGUMENT_SPEC = dict(
     max_latency_p95_ms=dict(type="float"),
     max_duplicates=dict(type="int"),
 )
+ARGUMENT_SPEC: dict = dict(WEBHOOK_SERVICE_ARGSPEC, **PROBE_ARGSPEC)
 
 
 class ProbeError(Exception):
@@ -435,6 +439,10 @@ def bad_input_problems(params: dict, secret: str) -> list:
     problems = []
     retry = params["retry_config"]
     events = params["events"]
+    for name in ("service_url", "api_url", "public_url"):
+        problem = url_problem(params[name]) if params[name] is not None else None
+        if problem:
+            problems.append("%s %r cannot be used: %s" % (name, params[name], problem))
     if not events:
         problems.append("events must name at least one event type")
     if params["count"] < 1:
@@ -522,24 +530,28 @@ class WebhookProbe:
         self.retry = dict(params["retry_config"])
         self.service = JsonClient(params["service_url"], "webhook service", params["request_timeout"],
                                   params["validate_certs"])
-        self.api = None
+        self.api: JsonClient | None = None
         if params["api_url"]:
             headers = {"Authorization": "Bearer %s" % params["api_token"]} if params["api_token"] else None
             self.api = JsonClient(params["api_url"], "EMP API", params["request_timeout"], params["validate_certs"],
                                   headers)
+        self.deadline = Deadline(params["timeout"])  # the whole probe; cleanup gets CLEANUP_S more
+        for client in (self.service, self.api):
+            if client is not None:
+                client.deadline = self.deadline
         self.path = "/emp-webhook-probe/%s" % self.run_id
         self.expectation = Expectation(params["trigger"], params["events"], params["count"])
-        self.receiver = None
-        self.test_receiver_id = None
-        self.registered_url = None
-        self.webhook_id = None
-        self.deliveries = []
-        self.failure = None
-        self.problems = []
-        self.result = {"changed": False, "run_id": self.run_id,
-                       "service": {"url": self.service.base_url, "reachable": None},
-                       "cleanup": {"webhook_deleted": None, "webhook_gone": None, "receiver_stopped": None,
-                                   "test_receiver_cleared": None}}
+        self.receiver: ProbeReceiver | None = None
+        self.test_receiver_id: str | None = None
+        self.registered_url: str | None = None
+        self.webhook_id: str | None = None
+        self.deliveries: list[Delivery] = []
+        self.failure: str | None = None
+        self.problems: list[str] = []
+        self.result: dict = {"changed": False, "run_id": self.run_id,
+                             "service": {"url": self.service.base_url, "reachable": None},
+                             "cleanup": {"webhook_deleted": None, "webhook_gone": None, "receiver_stopped": None,
+                                         "test_receiver_cleared": None}}
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ steps
@@ -550,7 +562,7 @@ class WebhookProbe:
         info["reachable"] = True
         info["health_status"] = answer.status
         if isinstance(answer.data, dict):
-            redis = answer.data.get("redis") if isinstance(answer.data.get("redis"), dict) else {}
+            redis: dict = answer.data["redis"] if isinstance(answer.data.get("redis"), dict) else {}
             info.update(status=answer.data.get("status"), version=answer.data.get("version"),
                         redis_connected=redis.get("connected"))
 
@@ -601,7 +613,7 @@ class WebhookProbe:
         self.read_back(sent, registration)
 
     def read_back(self, sent: dict, registration: dict) -> None:
-        route = "/webhooks/%s" % quote(self.webhook_id, safe="")
+        route = "/webhooks/%s" % quote(str(self.webhook_id), safe="")
         got = self.service.expect(self.service.call("GET", route, "/webhooks/:id"), "GET /webhooks/:id", (200,))
         mismatches = roundtrip_mismatches(sent, got.get("data") or {}, self.secret)
         listing = self.service.expect(self.service.call("GET", "/webhooks", "/webhooks"), "GET /webhooks", (200,))
@@ -618,7 +630,7 @@ class WebhookProbe:
         started = time.monotonic()
         info = {"kind": params["trigger"], "count": params["count"], "calls": 0, "seconds": None, "job_ids": []}
         self.result["trigger"] = info
-        route = "/webhooks/%s/test" % quote(self.webhook_id, safe="")
+        route = "/webhooks/%s/test" % quote(str(self.webhook_id), safe="")
         for index in range(params["count"]):
             if params["trigger"] == "test":
                 self.expectation.trigger_times.append(time.monotonic())
@@ -630,11 +642,14 @@ class WebhookProbe:
                 submitted = time.monotonic()
                 body = {"service_required": params["job_type"], "priority": 50, "customer_id": "emp-deploy-probe",
                         "payload": {"probe": "emp.deploy.webhook_probe", "run_id": self.run_id, "index": index}}
-                answer = self.api.call("POST", "/api/jobs", "/api/jobs", body=body)
-                data = self.api.expect(answer, "POST /api/jobs", (200, 201))
+                api = self.api
+                if api is None:  # bad_input_problems refuses trigger=job without api_url
+                    raise ProbeError("trigger=job needs api_url to submit probe jobs")
+                answer = api.call("POST", "/api/jobs", "/api/jobs", body=body)
+                data = api.expect(answer, "POST /api/jobs", (200, 201))
                 job_id = data.get("job_id") or (data.get("data") or {}).get("job_id")
                 if not job_id:
-                    raise ProbeError("EMP API at %s answered POST /api/jobs without job_id" % self.api.where)
+                    raise ProbeError("EMP API at %s answered POST /api/jobs without job_id" % api.where)
                 self.expectation.jobs[str(job_id)] = submitted
                 info["job_ids"].append(str(job_id))
             else:
@@ -643,7 +658,7 @@ class WebhookProbe:
         info["seconds"] = round(time.monotonic() - started, 3)
 
     def wait(self) -> None:
-        deadline = time.monotonic() + self.params["timeout"]
+        deadline = self.deadline.ends
         expected = self.expectation.expected
         waited = time.monotonic()
         if self.receiver is not None:
@@ -654,18 +669,20 @@ class WebhookProbe:
         else:
             while True:
                 self.deliveries = self.read_test_receiver()
-                if fulfilled(self.deliveries, self.expectation) >= expected or time.monotonic() >= deadline:
+                # Stop while a last read still fits: a read after the deadline would not be sent.
+                if fulfilled(self.deliveries, self.expectation) >= expected or time.monotonic() + POLL_S >= deadline:
                     break
-                time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+                time.sleep(POLL_S)
         self.result["wait_s"] = round(time.monotonic() - waited, 3)
 
     def read_test_receiver(self) -> list:
-        route = "/test-receivers/%s/requests?limit=%d" % (quote(self.test_receiver_id, safe=""), TEST_RECEIVER_CAPACITY)
+        route = "/test-receivers/%s/requests?limit=%d" % (quote(str(self.test_receiver_id), safe=""), TEST_RECEIVER_CAPACITY)
         data = self.service.expect(self.service.call("GET", route, "/test-receivers/:id/requests"),
                                    "GET /test-receivers/:id/requests", (200,)).get("data") or {}
         records = [r for r in data.get("requests") or [] if isinstance(r, dict)]
         offset = time.time() - time.monotonic()  # the service clock's ms -> this process' monotonic clock
-        deliveries, attempts = [], {}
+        deliveries: list[Delivery] = []
+        attempts: dict[str, int] = {}
         for record in sorted(records, key=lambda r: r.get("timestamp") or 0):
             headers = dict((str(k).lower(), str(v)) for k, v in (record.get("headers") or {}).items())
             raw = record.get("raw_body")
@@ -680,10 +697,11 @@ class WebhookProbe:
                                        attempts[event_id], 200))
         return deliveries
 
-    def read_service_stats(self) -> None:
-        route = "/webhooks/%s/stats" % quote(self.webhook_id, safe="")
+    def read_service_stats(self, seconds: float) -> None:
+        """The service's counters, read before the webhook is deleted, in at most ``seconds``."""
+        route = "/webhooks/%s/stats" % quote(str(self.webhook_id), safe="")
         try:
-            answer = self.service.call("GET", route, "/webhooks/:id/stats")
+            answer = self.service.call("GET", route, "/webhooks/:id/stats", timeout=seconds)
         except ServiceError as exc:
             self.problems.append("could not read the service's stats of the probe webhook: %s" % exc)
             return
@@ -693,9 +711,12 @@ class WebhookProbe:
     # ------------------------------------------------------------------ cleanup
     def cleanup(self) -> None:
         cleanup = self.result["cleanup"]
+        # Cleanup runs even when the timeout has passed, within its own short deadline.
+        budget = Deadline(min(self.params["request_timeout"], CLEANUP_S))
+        self.service.deadline = budget
         if self.webhook_id is not None:
-            route = "/webhooks/%s" % quote(self.webhook_id, safe="")
-            self.read_service_stats()
+            route = "/webhooks/%s" % quote(str(self.webhook_id), safe="")
+            self.read_service_stats(budget.remaining() / 4)  # the DELETE matters more
             try:
                 answer = self.service.call("DELETE", route, "/webhooks/:id")
             except ServiceError as exc:
@@ -715,7 +736,7 @@ class WebhookProbe:
                 if cleanup["webhook_gone"] is False:
                     self.problems.append("the probe webhook %s still reads back after DELETE" % self.webhook_id)
         if self.test_receiver_id is not None:
-            route = "/test-receivers/%s/requests" % quote(self.test_receiver_id, safe="")
+            route = "/test-receivers/%s/requests" % quote(str(self.test_receiver_id), safe="")
             try:
                 answer = self.service.call("DELETE", route, "/test-receivers/:id/requests", missing_ok=True)
                 cleanup["test_receiver_cleared"] = answer.status == 200
@@ -845,9 +866,9 @@ class WebhookProbe:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           mutually_exclusive=[("use_test_receiver", "public_url")],
-                           required_if=[("trigger", "job", ("api_url",))])
+    # No mutually_exclusive or required_if: they judge presence before defaults (refusing
+    # use_test_receiver=false with public_url); bad_input_problems is the one validation path.
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     probe = WebhookProbe(module)
     result = probe.run_check_mode() if module.check_mode else probe.run()
     if result["problems"]:

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from conftest import run_playbook, write_playbook
+from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
 from sandbox.ngrok.testing import (
     BIN,
     HttpUpstream,
@@ -378,3 +379,71 @@ def test_bad_input_not_an_agent_and_an_agent_that_never_answers(tmp_path, agent,
     assert "does not answer" in messages[11] and "timed out" in messages[11]
     assert results[11]["duration_ms"] < 5000
     assert agent.tunnels() == []
+
+
+# --------------------------------------------------------------------------- misbehaving peers
+MARGIN_S = 1.5  # thread start-up and scheduling on a loaded machine; a drip of the old kind takes minutes
+
+
+def fake_agent(*faults: tuple) -> MisbehavingServer:
+    """An agent API listing one tunnel 'api' whose public URL is this same server, where ``faults`` answer."""
+    server = MisbehavingServer([("GET", path, fault) for path, fault in faults])
+    tunnel = {"name": "api", "ID": "fake", "uri": "/api/tunnels/api", "public_url": server.url, "proto": "https",
+              "config": {"addr": f"http://localhost:{server.port}", "inspect": False}}
+    server.add("GET", "/api/tunnels", (200, "application/json", json.dumps({"tunnels": [tunnel]}).encode()))
+    server.add("GET", "/api/status", (200, "application/json", b'{"status": "online", "agent_version": "3.1.0"}'))
+    return server
+
+
+@pytest.mark.compat
+def test_broken_answers_through_the_public_url_are_named(tmp_path):
+    with fake_agent(("/cut", truncated()), ("/gzip", bad_gzip("text/html")), ("/nothttp", not_http()),
+                    ("/slow", drip())) as agent:
+        args = tunnel_args(agent.url, name="api", addr=str(agent.port), timeout=2)
+        results, _proc = run(tmp_path, [dict(args, health_path=path) for path in ("/cut", "/gzip", "/nothttp", "/slow")])
+    cut, gzipped, other, slow = results
+    for result in results:
+        assert result["failed"] is True and result["healthy"] is False and result["changed"] is False
+        assert result["public_url"] == agent.url and result["attempts"] == 1  # the structured result is all there
+    assert cut["health"]["broken"] is True and cut["health"]["reachable"] is True
+    assert (f"GET {agent.url}/cut failed: the public URL at {agent.where} sent a truncated body to GET /cut "
+            "(13 of 100 bytes, then the connection closed)") in cut["problems"]
+    assert f"the public URL at {agent.where} sent a broken gzip body to GET /gzip" in gzipped["msg"]
+    assert f"the public URL at {agent.where} did not answer GET /nothttp with HTTP" in other["msg"]
+    assert slow["health"]["error"].startswith("timed out") and slow["health"]["elapsed_ms"] < (2 + MARGIN_S) * 1000
+    assert slow["duration_ms"] < (3 * 2 + MARGIN_S) * 1000  # agent API calls, upstream check, health: each bounded
+
+
+def test_a_broken_or_dripping_agent_api_is_named(tmp_path):
+    with MisbehavingServer([("GET", "/cut/api/tunnels", truncated()), ("GET", "/slow/api/tunnels", drip())]) as api:
+        results, _proc = run(tmp_path, [tunnel_args(f"{api.url}/{case}", name="api", addr=str(api.port), timeout=2)
+                                        for case in ("cut", "slow")])
+    cut, slow = results
+    assert cut["failed"] is True and cut["agent"]["reachable"] is False
+    assert cut["msg"].startswith(f"the ngrok agent API at {api.where} sent a truncated body to GET /cut/api/tunnels")
+    assert "set start_agent=true" not in cut["msg"]  # an answering agent is not started again
+    assert slow["failed"] is True and slow["duration_ms"] < (2 + MARGIN_S) * 1000
+    assert f"the ngrok agent API at {api.where} does not answer (GET /api/tunnels): timed out" in slow["msg"]
+
+
+def test_a_config_path_that_is_a_directory_is_named(tmp_path, agent_dir, upstream):
+    down_url = f"http://127.0.0.1:{free_port()}"
+    base = tunnel_args(down_url, name="api", addr=str(upstream.port), start_agent=True, config_path=str(agent_dir))
+    results, _proc = run(tmp_path, [base, dict(base, authtoken=SECRET, check_mode=True)], env={"NGROK_AUTHTOKEN": ""})
+    for result in results:
+        assert result["failed"] is True and "does not exist" not in result["msg"]
+        assert result["msg"].startswith(f"config_path {agent_dir} is a directory, not the agent configuration file")
+    assert results[1]["actions"] == []  # check mode does not claim it would write into a directory
+    assert not pids_using(str(agent_dir))
+
+
+def test_check_mode_predicts_the_recovery_it_would_make(tmp_path, agent, upstream):
+    agent.create("api", str(upstream.port))
+    agent.set_fault("api", "offline")
+    first_id = agent.tunnel("api")["ID"]
+    args = tunnel_args(agent, name="api", addr=str(upstream.port), restart_on_failure=True)
+    results, _proc = run(tmp_path, [dict(args, check_mode=True), args, dict(args, check_mode=True)])
+    predicted, done, settled = results
+    assert predicted["changed"] is True and predicted["actions"][0].startswith("would recreate tunnel 'api'")
+    assert done["changed"] is True and done["healthy"] is True and agent.tunnel("api")["ID"] != first_id
+    assert settled["changed"] is False and settled["actions"] == [] and settled["healthy"] is True

@@ -3,6 +3,7 @@ with the real OpenTelemetry SDK exporter speaking as the EMP services."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -11,7 +12,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from ansible_collections.emp.deploy.plugins.modules.otel_verify import CLOSING_GRACE_S
 from conftest import BIN, ROOT, run_playbook, write_playbook
+from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
 from sandbox.telemetry.testing import TelemetryProcess
 
 SECRET = "tok-" + "q" * 12  # a recognisable stand-in token that must never be printed
@@ -37,27 +40,36 @@ def send_spans(backend, service: str) -> None:
     provider.shutdown()
 
 
-def verify(tmp_path, args: dict, *, check: bool = False, verbosity: list[str] | None = None,
-           preamble: str = "") -> tuple[dict, subprocess.CompletedProcess]:
-    out = tmp_path / "result.json"
-    playbook = write_playbook(tmp_path, f"""
-- name: Verify telemetry
+def verify_many(tmp_path, runs: list[dict], *, check: bool = False, verbosity: list[str] | None = None,
+                preamble: str = "") -> tuple[list[dict], subprocess.CompletedProcess]:
+    """One playbook, one otel_verify task per argument dict (failures ignored); each task's result."""
+    tasks = []
+    for index, args in enumerate(runs):
+        out = tmp_path / f"result-{index}.json"
+        tasks.append(f"""
+- name: Verify telemetry ({index})
   emp.deploy.otel_verify: {json.dumps(args)}
   register: otel
   ignore_errors: true
-- name: Save the result
+- name: Save the result ({index})
   ansible.builtin.copy:
     content: "{{{{ otel | to_json }}}}"
     dest: "{out}"
     mode: "0600"
   check_mode: false
 """)
+    playbook = write_playbook(tmp_path, "".join(tasks))
     if preamble:
         text = playbook.read_text().replace("  tasks:\n", preamble + "  tasks:\n", 1)
         playbook.write_text(text)
     proc = run_playbook(playbook, check=check, args=verbosity)
-    assert out.exists(), proc.stdout + proc.stderr
-    return json.loads(out.read_text()), proc
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # failures are ignored, anything else is not
+    return [json.loads((tmp_path / f"result-{i}.json").read_text()) for i in range(len(runs))], proc
+
+
+def verify(tmp_path, args: dict, **kwargs) -> tuple[dict, subprocess.CompletedProcess]:
+    (result,), proc = verify_many(tmp_path, [args], **kwargs)
+    return result, proc
 
 
 def base_args(backend, **extra) -> dict:
@@ -124,7 +136,59 @@ def test_probes_group_defaults_apply(tmp_path, backend):
 def test_bad_input_fails_the_task(tmp_path, args, message):
     result, proc = verify(tmp_path, args)
     assert result["failed"] is True and message in result["msg"]
-    assert proc.returncode != 0 or "ignoring" in proc.stdout
+    # ignore_errors lets the play go on; the recap must still count the task as failed (and ignored).
+    assert re.search(r"sandbox\s*:.* failed=0 .* ignored=1", proc.stdout), proc.stdout
+
+
+# Thread start-up and scheduling on a loaded machine; a drip of the old kind would take two minutes.
+MARGIN_S = 1.5
+PROMQL = "/api/prometheus/api/v1/query"
+
+
+def test_dripping_endpoints_are_bounded_by_the_timeout(tmp_path, backend):
+    with MisbehavingServer([("GET", "/health", drip()), ("GET", PROMQL, drip())], upstream=backend.query) as slow:
+        (health, query), _proc = verify_many(tmp_path, [
+            base_args(backend, health_url=slow.url + "/health", timeout=3, request_timeout=60, signals=["traces"]),
+            base_args(backend, query_url=slow.url, timeout=3, request_timeout=60, signals=["traces", "metrics"]),
+        ])
+    assert health["failed"] is True and health["duration_ms"] < (3 + CLOSING_GRACE_S + MARGIN_S) * 1000
+    assert health["collector"]["health"]["error"].startswith(
+        f"the collector at {slow.where} did not answer GET /health within 3.0 s")
+    assert query["failed"] is True and query["duration_ms"] < (3 + CLOSING_GRACE_S + MARGIN_S) * 1000
+    assert query["signals"]["traces"]["visible"] is True  # the other queries went through the same front
+    assert query["signals"]["metrics"]["visible"] is False
+    assert f"last query error: dash0 at {slow.where} did not answer GET {PROMQL} within" in query["msg"]
+
+
+def test_broken_collector_answers_are_named_with_the_structured_result(tmp_path, backend):
+    rules = [("GET", "/cut/health", truncated()), ("GET", "/gzip/metrics", bad_gzip("text/plain")),
+             ("GET", "/nothttp/health", not_http())]
+    with MisbehavingServer(rules) as broken:
+        cut, gzipped, other = verify_many(tmp_path, [
+            base_args(backend, health_url=broken.url + "/cut/health", signals=["traces"]),
+            base_args(backend, metrics_url=broken.url + "/gzip/metrics", signals=["traces"]),
+            base_args(backend, health_url=broken.url + "/nothttp/health", signals=["traces"]),
+        ])[0]
+    for result in (cut, gzipped, other):
+        assert result["failed"] is True and result["healthy"] is False
+        assert result["signals"]["traces"]["visible"] is True  # measured all the same
+    assert (f"collector health at {broken.where}/cut/health is not OK: the collector at {broken.where} sent a "
+            "truncated body to GET /cut/health (13 of 100 bytes, then the connection closed)") in cut["problems"]
+    assert cut["collector"]["health"]["http_status"] is None
+    assert (f"collector self-metrics unreadable: the collector at {broken.where} sent a broken gzip body to "
+            "GET /gzip/metrics") in gzipped["msg"]
+    assert f"the collector at {broken.where} did not answer GET /nothttp/health with HTTP" in other["msg"]
+
+
+def test_html_from_the_query_api_is_named(tmp_path, backend):
+    login = b"<html><body>Sign in to continue</body></html>"
+    with MisbehavingServer([("GET", PROMQL, (200, "text/html; charset=utf-8", login))],
+                           upstream=backend.query) as front:
+        result, _proc = verify(tmp_path, base_args(backend, query_url=front.url, signals=["traces", "metrics"]))
+    assert result["failed"] is True and result["signals"]["traces"]["visible"] is True
+    assert (f"cannot prove arrival: dash0 at {front.where} answered GET {PROMQL} with HTTP 200 text/html, "
+            "not the Prometheus API JSON: <html><body>Sign in to continue</body></html>") in result["problems"]
+    assert "failed: null" not in result["msg"]
 
 
 def test_documentation_renders():

@@ -1,75 +1,21 @@
 """Helpers and fixtures shared by the webhook_probe integration tests (no tests here).
 
 A real sandbox webhook service per test (private redis-server from redis_factory), a forwarding
-proxy that can answer HTML or 500 on chosen routes, and real ansible-playbook runs of the probe.
+front that can answer HTML or 500 on chosen routes, and real ansible-playbook runs of the probe.
 """
 from __future__ import annotations
 
-import http.client
 import json
-import re
 import socket
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from conftest import run_playbook, write_playbook
+from misbehaving_http import MisbehavingServer
 from sandbox.webhook.launch import WebhookService, write_release
-
-
-class Proxy:
-    """Forwards to ``target``; a rule (method, path regex) -> (status, content type, body) answers instead."""
-
-    def __init__(self, target: str, rules: list | None = None):
-        self.rules = [(method, re.compile(pattern), answer) for method, pattern, answer in rules or []]
-        self.paths: list[str] = []
-        parts = urlsplit(target)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.paths.append(self.path)
-                for method, pattern, (status, content_type, canned) in outer.rules:
-                    if method == self.command and pattern.fullmatch(self.path.split("?")[0]):
-                        return self._send(status, content_type, canned)
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    answer = conn.getresponse()
-                    self._send(answer.status, answer.getheader("Content-Type", ""), answer.read())
-                except OSError:
-                    self._send(502, "text/html", b"<html><body>502 Bad Gateway</body></html>")
-                finally:
-                    conn.close()
-
-            def _send(self, status, content_type, body):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def probe_many(tmp_path: Path, runs: list[dict], *, check: bool = False, name: str = "probe"
@@ -139,10 +85,11 @@ def service(start_service) -> WebhookService:
 
 @pytest.fixture
 def proxies():
-    made: list[Proxy] = []
+    """Fronts that forward to ``target``; a rule (method, path regex) -> (status, content type, body) answers instead."""
+    made: list[MisbehavingServer] = []
 
-    def make(target: str, rules: list | None = None) -> Proxy:
-        made.append(Proxy(target, rules))
+    def make(target: str, rules: list | None = None) -> MisbehavingServer:
+        made.append(MisbehavingServer(rules, upstream=target))
         return made[-1]
     yield make
     for item in made:

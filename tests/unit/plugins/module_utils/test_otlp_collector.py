@@ -11,7 +11,7 @@ from ansible_collections.emp.deploy.plugins.module_utils._otel_collector import 
     failure_counters,
     parse_sample_line,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._otel_http import hostport, retry_after_seconds, where
+from ansible_collections.emp.deploy.plugins.module_utils._http import hostport, retry_after_seconds, where
 
 OLD_STYLE = """
 # HELP otelcol_exporter_send_failed_spans Number of spans in failed attempts to send to destination.

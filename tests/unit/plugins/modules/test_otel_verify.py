@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
+from doc_spec_check import assert_documentation_matches
 
 from ansible.module_utils import basic
 
@@ -88,6 +89,7 @@ def test_every_signal_reaches_the_backend(backend, protocol, compression):
         assert 0 < report["visibility_s"] < 5 and report["round_trip_s"] >= report["visibility_s"]
     assert result["visibility_s"] == {s: result["signals"][s]["visibility_s"] for s in ("traces", "metrics", "logs")}
     assert result["collector"]["health"]["status"] == "Server available"
+    assert result["collector"]["self_metrics"]  # read twice, so the next line has something to judge
     assert all(f["growth"] == 0 for f in result["collector"]["self_metrics"].values())
     assert result["changed"] is False and result["backend"].startswith("dash0 at 127.0.0.1:")
     assert backend.stats()["stored"] == {"traces": 1, "metrics": 1, "logs": 1}  # only its own canaries
@@ -266,14 +268,15 @@ def test_unreachable_endpoint_is_retried_then_reported():
     result = probe(endpoint=f"http://127.0.0.1:{port}", backend="none", timeout=2.0, signals=["traces"])
     traces = result["signals"]["traces"]
     assert traces["accepted"] is False and traces["status"] is None and traces["attempts"] >= 2
-    assert f"127.0.0.1:{port}/v1/traces" in result["problems"][0] and "failed" in result["problems"][0]
+    assert f"127.0.0.1:{port}/v1/traces" in result["problems"][0]
+    assert f"cannot reach the collector at 127.0.0.1:{port}" in result["problems"][0]
 
 
 def test_unreachable_query_api_is_named(backend):
     port = free_port()
     result = probe(backend, query_url=f"http://127.0.0.1:{port}", timeout=1.5, signals=["traces"])
     assert f"not visible in dash0 at 127.0.0.1:{port}" in result["problems"][0]
-    assert "last query error: POST 127.0.0.1" in result["problems"][0]
+    assert f"last query error: cannot reach dash0 at 127.0.0.1:{port} (POST /api/spans)" in result["problems"][0]
 
 
 def test_unhealthy_collector_is_a_problem(backend):
@@ -407,3 +410,11 @@ def test_main_in_check_mode_hides_secrets(backend, capsys):
     ok = run_main({"endpoint": backend.otlp, "query_url": backend.query, "timeout": 3, "signals": ["traces"],
                    "query_headers": backend.auth, "_ansible_check_mode": True}, capsys)
     assert ok.get("failed") is not True and ok["healthy"] is True and ok["signals"]["traces"]["visible"] is True
+
+
+def test_documentation_matches_the_argument_spec():
+    from ansible_collections.emp.deploy.plugins.doc_fragments.otel import ModuleDocFragment
+    from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import OTEL_BACKEND_ARGSPEC
+
+    assert_documentation_matches(module.DOCUMENTATION, ModuleDocFragment.DOCUMENTATION, OTEL_BACKEND_ARGSPEC,
+                                 module.ARGUMENT_SPEC)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from doc_spec_check import assert_documentation_matches
 import requests
 from standardwebhooks import Webhook as StandardWebhook
 
@@ -206,14 +207,24 @@ def test_generated_secrets_suit_their_scheme():
     ({"receiver_host": "0.0.0.0"}, "receiver_host '0.0.0.0' is not an address the service can reach"),
     ({"min_success_rate": 1.5}, "min_success_rate must be between 0 and 1"),
     ({"receiver_port": 70000}, "receiver_port must be between 0 and 65535"),
+    ({"use_test_receiver": True, "public_url": "http://tunnel"}, "use_test_receiver and public_url exclude each other"),
+    ({"service_url": "ftp://127.0.0.1/"}, "service_url 'ftp://127.0.0.1/' cannot be used: the URL scheme is 'ftp'"),
+    ({"api_url": "127.0.0.1:3331"}, "api_url '127.0.0.1:3331' cannot be used"),
 ])
 def test_bad_input_is_named(overrides, message):
     problems = module.bad_input_problems(params(**overrides), "secret")
     assert any(message in p for p in problems), problems
 
 
-def test_good_input_has_no_problems():
-    assert module.bad_input_problems(params(), "secret") == []
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"use_test_receiver": False, "public_url": "https://7f3a.ngrok-free.app"},
+    {"receiver_host": "0.0.0.0", "public_url": "https://7f3a.ngrok-free.app"},
+    {"trigger": "job", "api_url": "http://api.internal:3331"},
+    {"use_test_receiver": True, "public_url": None},
+])
+def test_good_input_has_no_problems(overrides):
+    assert module.bad_input_problems(params(**overrides), "secret") == []
 
 
 def test_roundtrip_mismatches_never_echo_the_secret():
@@ -364,3 +375,11 @@ def test_client_records_404_routes_unless_expected():
             client.expect(answer, "GET /webhooks", (200,))
     finally:
         fake.close()
+
+
+def test_documentation_matches_the_argument_spec():
+    from ansible_collections.emp.deploy.plugins.doc_fragments.webhook import ModuleDocFragment
+    from ansible_collections.emp.deploy.plugins.module_utils._webhook_client import WEBHOOK_SERVICE_ARGSPEC
+
+    assert_documentation_matches(module.DOCUMENTATION, ModuleDocFragment.DOCUMENTATION, WEBHOOK_SERVICE_ARGSPEC,
+                                 module.ARGUMENT_SPEC)
