@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "collections")]
+sys.path[:0] = [str(ROOT), str(ROOT / "collections"), str(ROOT / "tests")]
 
 from ansible_collections.emp.deploy.plugins.module_utils._otel_backends import Canary, Dash0Backend  # noqa: E402
 from ansible_collections.emp.deploy.plugins.module_utils._http import HttpClient  # noqa: E402
@@ -30,7 +30,7 @@ from ansible_collections.emp.deploy.plugins.module_utils._otlp import (  # noqa:
     new_trace_id,
 )
 from ansible_collections.emp.deploy.plugins.modules import otel_verify  # noqa: E402
-from sandbox.telemetry.testing import TelemetryProcess  # noqa: E402
+from telemetry_harness import TelemetryProcess  # noqa: E402
 
 SIGNALS = ("traces", "metrics", "logs")
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_playbook, write_playbook
 from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
-from sandbox.ngrok.testing import (
+from ngrok_harness import (
     BIN,
     HttpUpstream,
     NgrokStandIn,

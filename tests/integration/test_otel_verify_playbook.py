@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from ansible_collections.emp.deploy.plugins.modules.otel_verify import CLOSING_GRACE_S
 from conftest import BIN, ROOT, run_playbook, write_playbook
 from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
-from sandbox.telemetry.testing import TelemetryProcess
+from telemetry_harness import TelemetryProcess
 
 SECRET = "tok-" + "q" * 12  # a recognisable stand-in token that must never be printed
 

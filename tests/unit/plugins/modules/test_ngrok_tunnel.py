@@ -15,7 +15,7 @@ from ansible_collections.emp.deploy.plugins.module_utils import _ngrok_health as
 from ansible_collections.emp.deploy.plugins.modules import ngrok_tunnel as module
 from sandbox.ngrok import config as standin_config
 from sandbox.ngrok import pages as standin_pages
-from sandbox.ngrok.testing import HttpUpstream, free_port
+from ngrok_harness import HttpUpstream, free_port
 
 U = ngrok.Upstream
 

@@ -30,7 +30,7 @@ from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 
-from sandbox.telemetry.testing import TelemetryProcess  # noqa: E402
+from telemetry_harness import TelemetryProcess  # noqa: E402
 
 DEFAULTS = {key: spec.get("default") for key, spec in module.ARGUMENT_SPEC.items()}
 REQUESTS = {"traces": trace_service_pb2.ExportTraceServiceRequest,
