@@ -65,6 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "emp-deploy-webhook-probe"
     disable_nagle_algorithm = True  # one small answer per request: no 40 ms Nagle/delayed-ACK stalls
 
+    server: _Server  # the server this handler was made by, with its receiver
+
     def do_POST(self):  # noqa: N802  # http.server naming
         self.server.probe_receiver.handle(self)
 

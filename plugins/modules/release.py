@@ -241,6 +241,7 @@ class Release:
 
     def fail(self, message: str) -> t.NoReturn:
         self.module.fail_json(msg=f"emp.deploy.release {self.name}: {message}")
+        raise SystemExit(1)  # fail_json has exited already; this tells the type checker so
 
     def entry(self, action: str, version: str, previous: str) -> dict[str, t.Any]:
         entry = {"version": version, "at": utc_now(), "action": action, "run_id": self.params["run_id"]}
