@@ -54,7 +54,9 @@ description:
     a random suffix. It names the run's report folder, so it must be one path segment of letters, digits,
     C(.), C(_) and C(-) (no C(..)); any other value stops the run. The callback exports it as
     E(EMP_DEPLOY_RUN_ID) when the run starts, so every task can read it with
-    C(lookup('ansible.builtin.env', 'EMP_DEPLOY_RUN_ID')).
+    C(lookup('ansible.builtin.env', 'EMP_DEPLOY_RUN_ID')). An C(ansible-playbook) that a task of the run
+    starts inherits that variable but is a run of its own: it takes a new run id (E(EMP_DEPLOY_RUN_ID_OWNER)
+    tells it the id belongs to another process).
 author:
   - emp.deploy maintainers (@emp-deploy)
 requirements:
@@ -161,7 +163,8 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
-    OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, validate_options,
+    OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, run_id_from_environment,
+    validate_options,
 )
 
 _RUN_FAILED_HOSTS = 2
@@ -265,10 +268,11 @@ class CallbackModule(CallbackBase):
         extra_vars = adapter.extra_vars_of(play)
         try:
             options = validate_options(self._raw_options())
-            run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), os.environ.get(R.RUN_ID_ENV))
+            run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
         except OptionError as exc:
             self._stop_run(str(exc))
         os.environ[R.RUN_ID_ENV] = run_id  # every task of the run can read it (env lookup)
+        os.environ[R.RUN_ID_OWNER_ENV] = str(os.getpid())  # a nested ansible-playbook knows it is not this run
         recorder = RunRecorder(options, run_id)
         self._recorder = recorder
         cli = adapter.cli_args()

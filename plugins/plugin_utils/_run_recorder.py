@@ -129,6 +129,18 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def run_id_from_environment(environ: t.Mapping[str, str], pid: int) -> str | None:
+    """EMP_DEPLOY_RUN_ID as the user (or AWX) set it; None when it was inherited from another run.
+
+    A run exports its id for its tasks; an ansible-playbook that one of those tasks starts is a run of
+    its own and must not write into its parent's report folder.
+    """
+    owner = environ.get(R.RUN_ID_OWNER_ENV)
+    if owner and owner != str(pid):
+        return None
+    return environ.get(R.RUN_ID_ENV)
+
+
 def resolve_run_id(extra_var: t.Any, env_value: str | None) -> str:
     """The extra var emp_run_id, else EMP_DEPLOY_RUN_ID, else a new id; refused unless one safe path segment."""
     for source, value in ((f"-e {R.RUN_ID_VAR}", extra_var), (R.RUN_ID_ENV, env_value)):

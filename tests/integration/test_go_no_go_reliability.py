@@ -275,3 +275,24 @@ def test_a_signal_during_the_rollback_leaves_a_cut_short_summary(tmp_path, signu
     assert summary["rollback"]["state"] == "cut_short" and summary["rollback"]["components"] == ["redis"]
     assert summary["running_step"]["task"] == "Slow rollback step" and summary["running_step"]["rollback"] is True
     assert "rollback_start" in [r["type"] for r in journal] and journal[-1]["type"] == "run_end"
+
+
+def test_an_ansible_playbook_started_by_a_task_is_a_run_of_its_own(tmp_path):
+    """The run id exported for the tasks must not make a nested ansible-playbook write into this run's folder."""
+    nested = tmp_path / "nested.yml"
+    nested.write_text("- name: Nested\n  hosts: sandbox\n  gather_facts: false\n  tasks:\n"
+                      "    - name: Nothing\n      ansible.builtin.debug:\n        msg: nested\n")
+    playbook = NOGO.replace("component: redis, evidence: {clients: 0}", "component: redis, evidence: {clients: 1}")
+    playbook += f"""    - name: Run another playbook
+      ansible.builtin.command:
+        argv: ["{BIN / 'ansible-playbook'}", "{nested}", "-i", "{ROOT / 'inventories/sandbox/hosts.yml'}"]
+      changed_when: false
+"""
+    (tmp_path / "deploy.yml").write_text(playbook)
+    proc = run_playbook(tmp_path / "deploy.yml", extra_vars={"marker": str(tmp_path / "marker")},
+                        env={"EMP_DEPLOY_REPORT_DIR": str(tmp_path / "reports"),
+                             "ANSIBLE_LIBRARY": str(test_library(tmp_path))})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted((tmp_path / "reports").glob("*/summary.json"))]
+    assert sorted(Path(s["playbook"]).name for s in summaries) == ["deploy.yml", "nested.yml"]
+    assert summaries[0]["run_id"] != summaries[1]["run_id"]

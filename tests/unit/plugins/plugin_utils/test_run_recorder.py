@@ -218,3 +218,12 @@ def test_a_release_step_reported_by_an_item_and_by_its_loop_is_recorded_once(tmp
     rec.add_release(dict(step), "other-host")
     assert [r["host"] for r in rec.releases] == ["h", "other-host"]
     assert [r["type"] for r in journal(tmp_path)].count("release") == 2
+
+
+def test_a_run_id_inherited_from_another_run_is_not_taken():
+    from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import run_id_from_environment
+
+    assert run_id_from_environment({R.RUN_ID_ENV: "awx-42"}, 100) == "awx-42"  # set by the user or AWX
+    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "100"}, 100) == "r1"  # our own
+    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "99"}, 100) is None  # a parent's
+    assert run_id_from_environment({}, 100) is None
