@@ -55,7 +55,7 @@ description:
     C(.), C(_) and C(-) (no C(..)); any other value stops the run. The callback exports it as
     E(EMP_DEPLOY_RUN_ID) when the run starts, so every task can read it with
     C(lookup('ansible.builtin.env', 'EMP_DEPLOY_RUN_ID')). An C(ansible-playbook) that a task of the run
-    starts inherits that variable but is a run of its own: it takes a new run id (E(EMP_DEPLOY_RUN_ID_OWNER)
+    starts inherits that variable but is a run of its own and takes a new run id (E(EMP_DEPLOY_RUN_ID_OWNER)
     tells it the id belongs to another process).
 author:
   - emp.deploy maintainers (@emp-deploy)
