@@ -93,8 +93,10 @@ unit: venv
 integration: system-deps venv
 	cd $(ROOT) && $(BIN)/python -m pytest tests/integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
+# Collection layout (molecule 26): scenarios in extensions/molecule/<name>/, shared settings in
+# extensions/molecule/config.yml. Stops at the first failing scenario.
 molecule: system-deps venv
-	cd $(ROOT) && for s in $$(ls molecule); do $(BIN)/molecule test -s $$s; done
+	cd $(ROOT) && for f in extensions/molecule/*/molecule.yml; do s=$${f%/molecule.yml}; $(BIN)/molecule test -s $${s##*/} || exit 1; done
 
 build: venv
 	$(ROOT)/tools/build-check

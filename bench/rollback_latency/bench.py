@@ -1,9 +1,10 @@
 """Rollback latency: end of the NO-GO gate -> end of the verified rollback.
 
-Setup as in molecule/nogo_rollback: a private redis-server, release 1.0.0 of a toy service that holds
-a Redis connection named emp-toy; then `ansible-playbook deploy.yml` deploys 1.1.0-noredis (which
-never registers its client), the Redis gate says NO-GO and the go_no_go callback rolls redis back in
-the same process (release role: switch back, restart, verify current; then wait for emp-toy).
+Setup as in extensions/molecule/nogo_rollback: a private redis-server, release 1.0.0 of a toy
+service that holds a Redis connection named emp-toy; then `ansible-playbook deploy.yml` deploys
+1.1.0-noredis (which never registers its client), the Redis gate says NO-GO and the go_no_go
+callback rolls redis back in the same process (release role: switch back, restart, verify current;
+then wait for emp-toy).
 
 auto:     latency = journal rollback_end.ts - NO-GO gate.ended (both written by the run itself).
 baseline: the manual procedure measured in the same run - the same NO-GO with EMP_DEPLOY_ROLLBACK=off,
@@ -28,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TOY = ROOT / "molecule/default/files/toy_service.py"
+TOY = ROOT / "extensions/molecule/default/files/toy_service.py"
 
 
 def free_port() -> int:

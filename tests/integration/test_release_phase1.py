@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT, run_playbook
 
-TOY = ROOT / "molecule/default/files/toy_service.py"
+TOY = ROOT / "extensions/molecule/default/files/toy_service.py"
 PSQL = ["-h", "127.0.0.1", "-U", "postgres"]
 
 
