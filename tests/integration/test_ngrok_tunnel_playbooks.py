@@ -13,6 +13,7 @@ import threading
 
 import pytest
 
+from ansible_collections.emp.deploy.plugins.module_utils._ngrok_health import TCP_SETTLE_S
 from conftest import run_playbook, write_playbook
 from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
 from ngrok_harness import (
@@ -239,7 +240,10 @@ def test_tcp_tunnel_and_its_refused_upstream(tmp_path, agent):
     try:
         results, _proc = run(tmp_path, [
             tunnel_args(agent, name="redis", addr=f"localhost:{echo.port}", proto="tcp"),
-            tunnel_args(agent, name="dead", addr=f"tcp://127.0.0.1:{dead}", proto="tcp", require_upstream=False),
+            # The stand-in closes the connection once its dial to the dead upstream fails; on a loaded
+            # host that takes a while, so the probe waits for that close with a generous window.
+            tunnel_args(agent, name="dead", addr=f"tcp://127.0.0.1:{dead}", proto="tcp", require_upstream=False,
+                        timeout=30, tcp_settle=20),
         ])
     finally:
         echo.stop()
@@ -248,6 +252,8 @@ def test_tcp_tunnel_and_its_refused_upstream(tmp_path, agent):
     assert created["public_url"].startswith("tcp://127.0.0.1:") and created["health"]["method"] == "TCP"
     assert down["failed"] is True and down["changed"] is True
     assert f"{down['public_url']} accepted the connection and closed it at once" in down["msg"]
+    assert created["health"]["closed_at_once"] is False
+    assert created["health"]["elapsed_ms"] >= 1000 * TCP_SETTLE_S  # a healthy upstream kept it open all the default window
 
 
 # --------------------------------------------------------------------------- agent lifecycle

@@ -5,6 +5,8 @@ import json
 import os
 import socket
 import stat
+import threading
+import time
 
 import pytest
 import yaml
@@ -237,6 +239,52 @@ def test_probe_tcp_unreachable_port():
     assert check["reachable"] is False and check["method"] == "TCP"
 
 
+class _SlowEdge:
+    """Accepts one connection and closes it ``close_after`` seconds later (None: never), like an edge whose agent's dial fails slowly."""
+
+    def __init__(self, close_after: float | None) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.closer = threading.Thread(target=self._serve, args=(close_after,), daemon=True)
+        self.closer.start()
+
+    def _serve(self, close_after: float | None) -> None:
+        conn, _address = self.listener.accept()
+        if close_after is None:
+            self.conn = conn  # kept open until stop()
+            return
+        time.sleep(close_after)
+        conn.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+        getattr(self, "conn", socket.socket()).close()
+
+
+def test_probe_tcp_sees_a_close_that_comes_later_than_a_moment():
+    # A refused upstream behind a distant edge closes the connection one round trip later; the old
+    # fixed 0.3 s wait judged it healthy. Here the close comes after 1 s, inside a generous window.
+    edge = _SlowEdge(close_after=1.0)
+    try:
+        check = health.probe_tcp(f"tcp://127.0.0.1:{edge.port}", 30, settle=20)
+    finally:
+        edge.stop()
+    assert check["reachable"] is True and check["closed_at_once"] is True
+    assert check["elapsed_ms"] >= 1000
+
+
+def test_probe_tcp_waits_for_the_close_no_longer_than_the_timeout():
+    edge = _SlowEdge(close_after=None)
+    try:
+        check = health.probe_tcp(f"tcp://127.0.0.1:{edge.port}", 1.0, settle=60)
+    finally:
+        edge.stop()
+    assert check["reachable"] is True and check["closed_at_once"] is False
+    assert 900 <= check["elapsed_ms"] < 1000 + 5000  # the timeout, plus a margin for a loaded host
+
+
 def test_port_listening():
     assert agent.port_listening("127.0.0.1", free_port(), 1)[0] is False
 
@@ -257,6 +305,7 @@ def options(**overrides):
     ({"timeout": 0.0}, "timeout must be greater than 0, got 0.0"),
     ({"agent_start_timeout": -1.0}, "agent_start_timeout must be greater than 0, got -1.0"),
     ({"recheck_delay": -0.5}, "recheck_delay must not be negative, got -0.5"),
+    ({"tcp_settle": 0.0}, "tcp_settle must be greater than 0, got 0.0"),
     ({"health_path": "health"}, "health_path must start with '/', got 'health'"),
     ({"expect_status": [200, 42]}, "expect_status holds 42, which is not an HTTP status"),
     ({"api_url": "localhost:4040"}, "api_url 'localhost:4040' is not an http:// URL"),
