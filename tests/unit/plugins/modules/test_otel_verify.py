@@ -314,6 +314,20 @@ def test_expect_services_sees_real_sdk_senders_and_not_the_canary(backend):
     assert result["problems"] == [f"service 'emp-webhook' sent no spans in the last 60 s ({result['backend']})"]
 
 
+def test_since_counts_the_spans_from_that_moment_on_however_long_ago(backend):
+    send_spans(backend, "emp-worker")  # before the moment: a previous release's spans
+    time.sleep(2.5)  # orders the moment after those spans by more than the one-second floor
+    since = time.time()
+    send_spans(backend, "emp-api")
+    time.sleep(1.5)  # the moment lies further back than nothing: the window grows with the wait
+    result = probe(backend, signals=["traces"], expect_services=["emp-api", "emp-worker"], lookback=1, since=since)
+    assert result["services"]["emp-api"]["seen"] is True, (since, result)
+    assert result["services"]["emp-worker"]["seen"] is False
+    assert len(result["problems"]) == 1
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    assert result["problems"][0].startswith(f"service 'emp-worker' sent no spans since {moment} (")
+
+
 def test_non_required_signal_failures_are_warnings(backend):
     backend.fault(mode="drop", signals=["logs"])
     result = probe(backend, timeout=1.5, required_signals=["traces", "metrics"])
@@ -328,7 +342,7 @@ def test_trace_backends_prove_traces_and_find_services(backend, kind):
     result = probe(backend, backend=kind, query_headers={}, expect_services=["emp-api", "emp-worker"])
     assert result["signals"]["traces"]["visible"] is True
     assert result["signals"]["metrics"]["checked"] is False and result["signals"]["metrics"]["visible"] is None
-    assert result["services"]["emp-api"]["seen"] is True
+    assert result["services"]["emp-api"]["seen"] is True, (since, result)
     assert result["problems"] == [f"service 'emp-worker' sent no spans in the last 300 s ({kind} at "
                                   f"{backend.query[7:]})"]
 
@@ -344,6 +358,7 @@ def test_backend_none_checks_ingest_only(backend):
 @pytest.mark.parametrize("overrides, message", [
     ({"timeout": 0}, "timeout must be greater than 0, got 0"),
     ({"lookback": -5}, "lookback must be a positive number of seconds, got -5"),
+    ({"since": 0.0}, "since must be a positive number of seconds since the epoch, got 0.0"),
     ({"endpoint": "127.0.0.1:4318"}, "endpoint must be an http:// or https:// URL with a host, got '127.0.0.1:4318'"),
     ({"endpoint": "http://127.0.0.1:port"}, "endpoint has an invalid port: 'http://127.0.0.1:port'"),
     ({"query_url": "ftp://x"}, "query_url must be an http:// or https:// URL with a host, got 'ftp://x'"),
