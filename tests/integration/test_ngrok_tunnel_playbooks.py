@@ -27,6 +27,7 @@ from ngrok_harness import (
     pids_using,
     wait_until,
 )
+from servers import LOAD_MARGIN_S
 
 SECRET = "emp_ngrok_s3cret_token_for_leak_checks_42"
 
@@ -383,12 +384,12 @@ def test_bad_input_not_an_agent_and_an_agent_that_never_answers(tmp_path, agent,
     assert messages[9] == "expect_status holds 999, which is not an HTTP status"
     assert "did not return a tunnel list" in messages[10]
     assert "does not answer" in messages[11] and "timed out" in messages[11]
-    assert results[11]["duration_ms"] < 5000
+    assert results[11]["duration_ms"] < (5 + LOAD_MARGIN_S) * 1000  # its timeout of 5 s, honoured
     assert agent.tunnels() == []
 
 
 # --------------------------------------------------------------------------- misbehaving peers
-MARGIN_S = 1.5  # thread start-up and scheduling on a loaded machine; a drip of the old kind takes minutes
+MARGIN_S = LOAD_MARGIN_S  # a drip of the old kind takes minutes
 
 
 def fake_agent(*faults: tuple) -> MisbehavingServer:
