@@ -16,6 +16,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# what a bound on an operation's duration allows beyond the timeout it proves is honoured: scheduling
+# and start-up on a loaded 2-core machine; far below what an unbounded wait (a drip) would take
+LOAD_MARGIN_S = 5.0
+
 # how long to wait for a server we started to listen: generous, the box may be loaded (returns at once
 # when it listens, so only a broken start waits this long)
 START_DEADLINE = 30.0

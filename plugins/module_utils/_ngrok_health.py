@@ -21,8 +21,10 @@ SKIP_BROWSER_WARNING = {"ngrok-skip-browser-warning": "1"}
 USER_AGENT = "emp.deploy.ngrok_tunnel"
 BODY_LIMIT = 256 * 1024
 EXCERPT_CHARS = 300
-# A TCP tunnel whose upstream refuses accepts the connection, then closes it within a moment.
-TCP_SETTLE_S = 0.3
+# A TCP tunnel whose upstream refuses accepts the connection, then closes it once the agent's dial
+# fails: one round trip edge -> agent -> upstream later, which on a real edge (or a busy host) is
+# easily more than a few hundred milliseconds. This is the default wait for that close.
+TCP_SETTLE_S = 2.0
 
 
 def _elapsed_ms(started: float) -> float:
@@ -67,21 +69,33 @@ def probe_http(url: str, timeout: float, validate_certs: bool = True, expect_bod
     return check
 
 
-def probe_tcp(public_url: str, timeout: float) -> dict:
-    """Connect to a tcp:// public address and see whether the agent keeps the connection open."""
+def _closed_within(sock: socket.socket, window: float) -> bool:
+    """Whether the peer closes ``sock`` within ``window`` seconds (we never speak first)."""
+    if window <= 0:
+        return False
+    sock.settimeout(window)
+    try:
+        return sock.recv(1) == b""
+    except (socket.timeout, TimeoutError):
+        return False  # still open, waiting for us to speak: the upstream accepted it
+    except OSError:
+        return True
+
+
+def probe_tcp(public_url: str, timeout: float, settle: float = TCP_SETTLE_S) -> dict:
+    """Connect to a tcp:// public address and see whether the agent keeps the connection open.
+
+    The agent closes a connection whose upstream refused it; the probe waits up to ``settle``
+    seconds for that close, and never longer than what is left of ``timeout``.
+    """
     parts = urlsplit(public_url)
     started = time.monotonic()
     check: dict = {"method": "TCP", "url": public_url, "status": None, "error_code": None}
     try:
         with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
             check["connect_ms"] = _elapsed_ms(started)
-            sock.settimeout(TCP_SETTLE_S)
-            try:
-                closed = sock.recv(1) == b""
-            except (socket.timeout, TimeoutError):
-                closed = False  # still open, waiting for us to speak: the upstream accepted it
-            except OSError:
-                closed = True
+            window = min(settle, timeout - (time.monotonic() - started))
+            closed = _closed_within(sock, window)
     except (OSError, ValueError, TypeError) as exc:
         check.update(reachable=False, error=_reason(exc), elapsed_ms=_elapsed_ms(started))
         return check

@@ -113,6 +113,15 @@ options:
     description: Seconds to wait after a failed health check before recovering and checking again.
     type: float
     default: 1.0
+  tcp_settle:
+    description:
+      - For a TCP tunnel, seconds the health check keeps its fresh connection open waiting to see
+        whether the tunnel closes it, which is what ngrok does when the upstream refuses. A close
+        within this window is a failed check; a connection still open after it is healthy.
+      - Never longer than what is left of O(timeout). A healthy TCP tunnel's check takes this long,
+        so raise it for a distant ngrok edge or a busy agent host rather than lowering it.
+    type: float
+    default: 2.0
   require_upstream:
     description:
       - Refuse to create or replace the tunnel while nothing listens on the upstream. An existing tunnel
@@ -294,7 +303,7 @@ from ansible_collections.emp.deploy.plugins.module_utils._ngrok_agent import (
     wait_until_ready,
     write_private_file,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._ngrok_health import probe_http, probe_tcp
+from ansible_collections.emp.deploy.plugins.module_utils._ngrok_health import TCP_SETTLE_S, probe_http, probe_tcp
 
 TUNNEL_ARGSPEC: dict = dict(
     name=dict(type="str", required=True),
@@ -308,6 +317,7 @@ TUNNEL_ARGSPEC: dict = dict(
     validate_certs=dict(type="bool", default=True),
     restart_on_failure=dict(type="bool", default=False),
     recheck_delay=dict(type="float", default=1.0),
+    tcp_settle=dict(type="float", default=TCP_SETTLE_S),
     require_upstream=dict(type="bool", default=True),
     fail_on_unhealthy=dict(type="bool", default=True),
 )
@@ -317,7 +327,7 @@ def validate_options(params: dict) -> str | None:
     """A sentence describing the first invalid option, or None."""
     if not params["name"].strip():
         return "name must not be empty"
-    for option in ("timeout", "agent_start_timeout"):
+    for option in ("timeout", "agent_start_timeout", "tcp_settle"):
         if params[option] <= 0:
             return f"{option} must be greater than 0, got {params[option]}"
     if params["recheck_delay"] < 0:
@@ -579,7 +589,7 @@ class TunnelRun:
         public_url = (self.tunnel or {}).get("public_url") or ""
         timeout = self.params["timeout"]
         if self.params["proto"] == "tcp" or public_url.startswith("tcp://"):
-            check = probe_tcp(public_url, timeout)
+            check = probe_tcp(public_url, timeout, self.params["tcp_settle"])
             problems = judge_tcp_health(check)
         else:
             url = health_url(public_url, self.params["health_path"])

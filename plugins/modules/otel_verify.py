@@ -142,9 +142,17 @@ options:
     elements: str
     default: []
   lookback:
-    description: Seconds back O(expect_services) looks for spans.
+    description: Seconds back O(expect_services) looks for spans. Ignored when O(since) is set.
     type: int
     default: 300
+  since:
+    description:
+      - A moment (seconds since the epoch, on the clock of the host the module runs on) from which
+        O(expect_services) looks for spans, instead of a fixed O(lookback), for example when the
+        traffic meant to produce them began. The window then grows with the time the checks take,
+        so a slow sample does not lose the spans it is looking for, and spans from before that
+        moment (a previous release) never count.
+    type: float
 seealso:
   - module: emp.deploy.gate
     description: Samples this probe over a soak window and decides GO or NO-GO.
@@ -266,7 +274,7 @@ collector:
     health: {url: "127.0.0.1:13133/", http_status: 200, status: Server available, healthy: true, error: null}
     self_metrics: {otelcol_exporter_send_failed_spans: {before: 0, after: 0, growth: 0}}
 services:
-  description: Per service of O(expect_services) whether it sent spans within O(lookback), how many were read, and the age of the newest.
+  description: Per service of O(expect_services) whether it sent spans within O(lookback) (or since O(since)), how many were read, and the age of the newest.
   returned: always
   type: dict
   sample: {emp-api: {seen: true, spans: 12, latest_age_s: 1.4, error: null}}
@@ -346,6 +354,7 @@ ARGUMENT_SPEC: dict = dict(
     metrics_url=dict(type="str"),
     expect_services=dict(type="list", elements="str", default=[]),
     lookback=dict(type="int", default=300),
+    since=dict(type="float"),
 )
 ARGUMENT_SPEC.update(OTEL_BACKEND_ARGSPEC)
 REQUIRED_IF = OTEL_BACKEND_REQUIRED_IF
@@ -378,6 +387,8 @@ def validate_options(params: dict) -> str | None:
             return f"{name} must be greater than 0, got {params[name]}"
     if params["lookback"] <= 0:
         return f"lookback must be a positive number of seconds, got {params['lookback']}"
+    if params["since"] is not None and params["since"] <= 0:
+        return f"since must be a positive number of seconds since the epoch, got {params['since']}"
     for name in ("endpoint", "query_url", "health_url", "metrics_url"):
         problem = _http_url_problem(name, params.get(name))
         if problem:
@@ -525,6 +536,20 @@ class Verification:
             pause = min(pause * 1.5, self.params["poll_interval"])
 
 
+def span_lookback(params: dict) -> float:
+    """Seconds back to look for the expected services' spans: from O(since) up to now, or O(lookback)."""
+    if params["since"] is None:
+        return float(params["lookback"])
+    return max(1.0, time.time() - params["since"])  # unrounded: rounding down would lose the first spans
+
+
+def span_window_text(params: dict, lookback: float) -> str:
+    if params["since"] is None:
+        return f"in the last {params['lookback']} s"
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(params["since"]))
+    return f"since {moment} ({lookback:.1f} s ago)"
+
+
 def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     """Sends the canaries, proves arrival and runs the collector and service checks."""
     deadline = Deadline(params["timeout"])
@@ -607,8 +632,9 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
     services = {}
     if backend is not None and not stop.is_set():
         for service in params["expect_services"]:
+            lookback = span_lookback(params)
             try:
-                activity = backend.service_activity(service, params["lookback"], closing.within(request_timeout))
+                activity = backend.service_activity(service, lookback, closing.within(request_timeout))
             except QueryError as exc:
                 problems.append(f"cannot check service {service!r}: {exc}")
                 break
@@ -616,7 +642,7 @@ def run_probe(params: dict, http: HttpClient | None = None) -> dict:
             if activity["seen"] is None:
                 problems.append(f"cannot check service {service!r} in {backend.target}: {activity['error']}")
             elif not activity["seen"]:
-                problems.append(f"service {service!r} sent no spans in the last {params['lookback']} s "
+                problems.append(f"service {service!r} sent no spans {span_window_text(params, lookback)} "
                                 f"({backend.target})")
 
     for report in reports.values():

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from ansible_collections.emp.deploy.plugins.modules.otel_verify import CLOSING_GRACE_S
 from conftest import BIN, ROOT, run_playbook, write_playbook
 from misbehaving_http import MisbehavingServer, bad_gzip, drip, not_http, truncated
+from servers import LOAD_MARGIN_S
 from telemetry_harness import TelemetryProcess
 
 SECRET = "tok-" + "q" * 12  # a recognisable stand-in token that must never be printed
@@ -141,7 +142,7 @@ def test_bad_input_fails_the_task(tmp_path, args, message):
 
 
 # Thread start-up and scheduling on a loaded machine; a drip of the old kind would take two minutes.
-MARGIN_S = 1.5
+MARGIN_S = LOAD_MARGIN_S
 PROMQL = "/api/prometheus/api/v1/query"
 
 

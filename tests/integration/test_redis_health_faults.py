@@ -7,8 +7,9 @@ import time
 
 from redis_fault_peers import FaultPeer
 from redis_probe_runs import probe_many
+from servers import LOAD_MARGIN_S
 
-MARGIN_MS = 1500  # start-up of the module and scheduling on a loaded machine
+MARGIN_MS = LOAD_MARGIN_S * 1000
 STRUCTURED = {"target", "reachable", "healthy", "problems", "error", "duration_ms", "timeout_s"}
 
 

@@ -15,12 +15,13 @@ from test_webhook_probe_support import port_is_free, probe, probe_many, registry
 
 from ansible_collections.emp.deploy.plugins.modules.webhook_probe import CLEANUP_S
 from conftest import free_port
+from servers import LOAD_MARGIN_S
 
 # Fixtures start_service, service and proxies.
 pytest_plugins = ["test_webhook_probe_support"]
 
 # Thread start-up and scheduling on a loaded machine; a drip of the old kind would take two minutes.
-MARGIN_S = 1.5
+MARGIN_S = LOAD_MARGIN_S
 
 
 def test_a_dripping_service_is_bounded_by_the_probe_timeout(service, tmp_path):

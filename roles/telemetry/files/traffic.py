@@ -5,8 +5,8 @@
 
 Argument: a JSON object {"get": [url, ...], "get_status": [200, 404], "post": {"url": ..., "body": {...}} or
 null, "post_status": [200, 201], "timeout": 10, "settle": 2}. GETs every URL once, POSTs the job, then waits
-``settle`` seconds so the services' span exporters flush. Prints one JSON line with each request's status;
-exits 1 when a request fails or answers a status it should not.
+``settle`` seconds so the services' span exporters flush. Prints one JSON line with each request's status
+and ``started_at`` (this host's clock, seconds since the epoch, before the first request); exits 1 when a request fails or answers a status it should not.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def request(url: str, timeout: float, body: object = None) -> int:
 
 
 def main() -> int:
+    started_at = time.time()
     spec = json.loads(sys.argv[1])
     timeout = float(spec.get("timeout", 10))
     done, problems = [], []
@@ -47,7 +48,7 @@ def main() -> int:
         if status not in expected:
             problems.append(f"{url} answered {status}, expected one of {expected}")
     time.sleep(float(spec.get("settle", 0)))
-    print(json.dumps({"requests": done, "problems": problems}))
+    print(json.dumps({"requests": done, "problems": problems, "started_at": started_at}))
     return 1 if problems else 0
 
 

@@ -344,7 +344,7 @@ def test_queue_full_counts_enqueue_failed(backend):
 def test_delay_makes_data_visible_later(backend):
     # a delay long enough that the first query surely lands inside it, even on a loaded box; the
     # span must then appear, and not before the delay is over
-    delay_s = 5.0
+    delay_s = 10.0
     backend.fault(mode="delay", delay_s=delay_s, signals=["traces"])
     before_send = time.monotonic()
     trace_id = send_spans(backend, "emp-api")[0]

@@ -19,9 +19,9 @@ from misbehaving_http import (
     truncated,
     truncated_chunked,
 )
-from servers import free_port
+from servers import LOAD_MARGIN_S, free_port
 
-MARGIN_S = 1.5  # thread start-up and scheduling on a loaded machine; a drip would take minutes
+MARGIN_S = LOAD_MARGIN_S  # a drip would take minutes
 
 
 @pytest.fixture

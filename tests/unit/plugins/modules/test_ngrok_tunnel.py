@@ -5,6 +5,8 @@ import json
 import os
 import socket
 import stat
+import threading
+import time
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from ansible_collections.emp.deploy.plugins.modules import ngrok_tunnel as modul
 from sandbox.ngrok import config as standin_config
 from sandbox.ngrok import pages as standin_pages
 from ngrok_harness import HttpUpstream, free_port
+from servers import LOAD_MARGIN_S
 
 U = ngrok.Upstream
 
@@ -229,12 +232,58 @@ def test_probe_http_times_out():
         check = health.probe_http(f"http://127.0.0.1:{silent.getsockname()[1]}/", 0.3)
     finally:
         silent.close()
-    assert check["reachable"] is False and check["error"] == "timed out" and check["elapsed_ms"] < 3000
+    assert check["reachable"] is False and check["error"] == "timed out" and check["elapsed_ms"] < (0.3 + LOAD_MARGIN_S) * 1000
 
 
 def test_probe_tcp_unreachable_port():
     check = health.probe_tcp(f"tcp://127.0.0.1:{free_port()}", 1)
     assert check["reachable"] is False and check["method"] == "TCP"
+
+
+class _SlowEdge:
+    """Accepts one connection and closes it ``close_after`` seconds later (None: never), like an edge whose agent's dial fails slowly."""
+
+    def __init__(self, close_after: float | None) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.closer = threading.Thread(target=self._serve, args=(close_after,), daemon=True)
+        self.closer.start()
+
+    def _serve(self, close_after: float | None) -> None:
+        conn, _address = self.listener.accept()
+        if close_after is None:
+            self.conn = conn  # kept open until stop()
+            return
+        time.sleep(close_after)
+        conn.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+        getattr(self, "conn", socket.socket()).close()
+
+
+def test_probe_tcp_sees_a_close_that_comes_later_than_a_moment():
+    # A refused upstream behind a distant edge closes the connection one round trip later; the old
+    # fixed 0.3 s wait judged it healthy. Here the close comes after 1 s, inside a generous window.
+    edge = _SlowEdge(close_after=1.0)
+    try:
+        check = health.probe_tcp(f"tcp://127.0.0.1:{edge.port}", 30, settle=20)
+    finally:
+        edge.stop()
+    assert check["reachable"] is True and check["closed_at_once"] is True
+    assert check["elapsed_ms"] >= 1000
+
+
+def test_probe_tcp_waits_for_the_close_no_longer_than_the_timeout():
+    edge = _SlowEdge(close_after=None)
+    try:
+        check = health.probe_tcp(f"tcp://127.0.0.1:{edge.port}", 1.0, settle=60)
+    finally:
+        edge.stop()
+    assert check["reachable"] is True and check["closed_at_once"] is False
+    assert 900 <= check["elapsed_ms"] < (1.0 + LOAD_MARGIN_S) * 1000  # the timeout, not the settle window
 
 
 def test_port_listening():
@@ -257,6 +306,7 @@ def options(**overrides):
     ({"timeout": 0.0}, "timeout must be greater than 0, got 0.0"),
     ({"agent_start_timeout": -1.0}, "agent_start_timeout must be greater than 0, got -1.0"),
     ({"recheck_delay": -0.5}, "recheck_delay must not be negative, got -0.5"),
+    ({"tcp_settle": 0.0}, "tcp_settle must be greater than 0, got 0.0"),
     ({"health_path": "health"}, "health_path must start with '/', got 'health'"),
     ({"expect_status": [200, 42]}, "expect_status holds 42, which is not an HTTP status"),
     ({"api_url": "localhost:4040"}, "api_url 'localhost:4040' is not an http:// URL"),

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from doc_spec_check import assert_documentation_matches
+from servers import LOAD_MARGIN_S
 import requests
 from standardwebhooks import Webhook as StandardWebhook
 
@@ -172,8 +173,8 @@ def test_wait_returns_as_soon_as_done(receiver, http):
     threading.Timer(0.2, lambda: http.post(probe.url, data=emp_body("e1"), headers=emp_headers(emp_body("e1"), "s"),
                                            timeout=5)).start()
     started = time.monotonic()
-    assert probe.wait(lambda d: fulfilled(d, expectation) >= 1, time.monotonic() + 5)
-    assert time.monotonic() - started < 2
+    assert probe.wait(lambda d: fulfilled(d, expectation) >= 1, time.monotonic() + 30)
+    assert time.monotonic() - started < LOAD_MARGIN_S  # at the POST, not at the deadline
     assert probe.wait(lambda d: fulfilled(d, expectation) >= 2, time.monotonic() + 0.3) is False
 
 
