@@ -360,6 +360,12 @@ service_stats:
   description: The service's own counters for the probe webhook (C(GET /webhooks/:id/stats)), read before deleting it.
   returned: when the webhook was registered
   type: dict
+service_stats_error:
+  description:
+    - Why the service's counters could not be read (also given as a warning). The counters only add to what the
+      probe measured itself, so this is not a problem and does not make the probe unhealthy.
+  returned: when the stats read failed
+  type: str
 cleanup:
   description: Whether the probe webhook was deleted (and reads back as gone) and the receiver stopped.
   returned: always
@@ -703,7 +709,10 @@ class WebhookProbe:
         try:
             answer = self.service.call("GET", route, "/webhooks/:id/stats", timeout=seconds)
         except ServiceError as exc:
-            self.problems.append("could not read the service's stats of the probe webhook: %s" % exc)
+            # the service's own counters only add to what the probe measured itself: a slow stats read
+            # (cleanup gives it little time) must not turn a healthy deployment into a NO-GO
+            self.result["service_stats_error"] = str(exc)
+            self.module.warn("could not read the service's stats of the probe webhook: %s" % exc)
             return
         if answer.status == 200 and isinstance(answer.data, dict):
             self.result["service_stats"] = answer.data.get("data")

@@ -384,3 +384,26 @@ def test_documentation_matches_the_argument_spec():
 
     assert_documentation_matches(module.DOCUMENTATION, ModuleDocFragment.DOCUMENTATION, WEBHOOK_SERVICE_ARGSPEC,
                                  module.ARGUMENT_SPEC)
+
+
+def test_a_failed_stats_read_is_a_warning_not_a_problem():
+    """The service's counters only add to what the probe measured: a slow read must not fail a healthy probe."""
+
+    class Service:
+        def call(self, method, route, label, timeout=None):
+            raise ServiceError("the webhook service at 127.0.0.1:1 did not answer GET /webhooks/:id/stats within 0.7 s")
+
+    class Module:
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, text: str) -> None:
+            self.warnings.append(text)
+
+    probe = module.WebhookProbe.__new__(module.WebhookProbe)
+    probe.service, probe.module, probe.webhook_id = Service(), Module(), "wh-1"
+    probe.result, probe.problems = {}, []
+    probe.read_service_stats(0.7)
+    assert probe.problems == []
+    assert "within 0.7 s" in probe.result["service_stats_error"]
+    assert probe.module.warnings and "stats of the probe webhook" in probe.module.warnings[0]
