@@ -272,7 +272,7 @@ class CallbackModule(CallbackBase):
         except OptionError as exc:
             self._stop_run(str(exc))
         os.environ[R.RUN_ID_ENV] = run_id  # every task of the run can read it (env lookup)
-        os.environ[R.RUN_ID_OWNER_ENV] = str(os.getpid())  # a nested ansible-playbook knows it is not this run
+        os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
         recorder = RunRecorder(options, run_id)
         self._recorder = recorder
         cli = adapter.cli_args()

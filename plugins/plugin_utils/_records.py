@@ -72,8 +72,9 @@ RELEASE_RESULT_KEY = "emp_release_step"
 # Environment variable that carries the run id to every task of the run (the callback sets it
 # when the run starts; roles read it with the env lookup) and to a rollback child process.
 RUN_ID_ENV = "EMP_DEPLOY_RUN_ID"
-# The pid of the run that exported RUN_ID_ENV. An ansible-playbook started by a task of that run
-# inherits both; seeing another process's pid here, it knows the id is not its own and takes a new one.
+# "<pid>:<run id>" of the run that exported RUN_ID_ENV. An ansible-playbook started by a task of that run
+# inherits both; seeing another pid with the same id, it knows the id is not its own and takes a new one
+# (a task that sets its own EMP_DEPLOY_RUN_ID for the nested run is obeyed).
 RUN_ID_OWNER_ENV = "EMP_DEPLOY_RUN_ID_OWNER"
 # A run id is one path segment: it names the run's report folder.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

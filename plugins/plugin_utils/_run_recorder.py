@@ -135,10 +135,11 @@ def run_id_from_environment(environ: t.Mapping[str, str], pid: int) -> str | Non
     A run exports its id for its tasks; an ansible-playbook that one of those tasks starts is a run of
     its own and must not write into its parent's report folder.
     """
-    owner = environ.get(R.RUN_ID_OWNER_ENV)
-    if owner and owner != str(pid):
-        return None
-    return environ.get(R.RUN_ID_ENV)
+    value = environ.get(R.RUN_ID_ENV)
+    owner_pid, sep, owner_id = (environ.get(R.RUN_ID_OWNER_ENV) or "").partition(":")
+    if sep and owner_pid != str(pid) and value == owner_id:
+        return None  # inherited unchanged from the run that started us; a task that sets its own id is obeyed
+    return value
 
 
 def resolve_run_id(extra_var: t.Any, env_value: str | None) -> str:

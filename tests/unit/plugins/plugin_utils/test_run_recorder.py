@@ -224,6 +224,8 @@ def test_a_run_id_inherited_from_another_run_is_not_taken():
     from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import run_id_from_environment
 
     assert run_id_from_environment({R.RUN_ID_ENV: "awx-42"}, 100) == "awx-42"  # set by the user or AWX
-    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "100"}, 100) == "r1"  # our own
-    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "99"}, 100) is None  # a parent's
+    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "100:r1"}, 100) == "r1"  # our own
+    assert run_id_from_environment({R.RUN_ID_ENV: "r1", R.RUN_ID_OWNER_ENV: "99:r1"}, 100) is None  # a parent's
+    # a task that starts a nested run with an id of its choosing is obeyed
+    assert run_id_from_environment({R.RUN_ID_ENV: "inner", R.RUN_ID_OWNER_ENV: "99:r1"}, 100) == "inner"
     assert run_id_from_environment({}, 100) is None
