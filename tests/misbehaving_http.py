@@ -112,6 +112,7 @@ class MisbehavingServer:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.request_body = body  # for faults that look at what was sent
                 outer.paths.append(self.path)
                 fault = outer.fault_for(self.command, self.path.split("?")[0])
                 try:
