@@ -143,3 +143,22 @@ def test_the_watcher_ends_a_killed_invocation_and_merges_the_summary(tmp_path):
     assert written["decision"] == R.GO and written["watch"]["passes"] == 1
     assert written["watch"]["invocations"][0]["interrupted"] == "killed"
     assert written["watch"]["invocations"][0]["mode"] == "once"
+
+
+def test_a_watch_killed_during_its_rollback_leaves_a_cut_short_rollback_in_the_summary(tmp_path):
+    deploy_run(tmp_path / "reports", "deploy-1", "2026-12-01T10:00:00.000Z")
+    recorder = attached(tmp_path)
+    alert_gate = {"id": "alert-1", "name": "c", "phase": "watch", "component": "webhooks", "mode": R.ENFORCE,
+                  "decision": R.NO_GO, "reason": "r"}
+    recorder.add_watch_results(watch_result(1, gates=[alert_gate]), item=True)
+    recorder.add_gate(alert_gate, "sandbox")
+    recorder.plan_rollback(recorder.rollback_components(), "ansible-playbook rollback.yml")
+    recorder.rollback_started("in_process")
+    recorder.rb_play_start("Rollback webhooks", "webhooks")
+    # killed here, in the middle of the webhooks rollback
+    assert watcher.recover_watch(tmp_path / "reports/deploy-1", recorder.invocation, None)
+    written = json.loads((tmp_path / "reports/deploy-1/summary.json").read_text())
+    assert written["rollback"]["state"] == R.ROLLBACK_CUT_SHORT and written["rollback"]["components"] == ["webhooks"]
+    assert written["rollback"]["trigger"] == "watch" and written["decision"] == R.GO
+    assert written["watch"]["invocations"][0]["rollback"] == R.ROLLBACK_CUT_SHORT
+    assert [g["id"] for g in written["gates"]] == ["deploy-gate", "alert-1"]
