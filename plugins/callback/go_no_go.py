@@ -57,6 +57,30 @@ description:
     C(lookup('ansible.builtin.env', 'EMP_DEPLOY_RUN_ID')). An C(ansible-playbook) that a task of the run
     starts inherits that variable but is a run of its own and takes a new run id (E(EMP_DEPLOY_RUN_ID_OWNER)
     tells it the id belongs to another process).
+  - It also exports E(EMP_DEPLOY_RUN_DIR), the absolute path of the run's report folder (the watch keeps its
+    state there). A nested run that takes a run id of its own exports its own folder; a rollback run sees
+    its parent's.
+  - A task result may carry several gate records at once, as a list under C(emp_gates) (also in loops and
+    per-item results); each is recorded once, like an C(emp_gate).
+  - "Watch after GO (attach mode): when the first play's C(vars) hold the literal C(emp_watch_attach: true),
+    the invocation starts no run of its own. It attaches to the deploy run named by the extra var
+    C(emp_watch_run_id) (a run id as above), else to the newest run in O(report_dir) whose C(summary.json)
+    says decision C(GO) and C(rollback_run) false (by its C(started)); when there is none, or the id is
+    bad, the run stops before any task (exit code 5) saying what is missing. E(EMP_DEPLOY_RUN_ID) and
+    E(EMP_DEPLOY_RUN_DIR) then name that deploy run."
+  - An attached invocation appends to the deploy run's journal (C(watch_start), one C(watch_pass) per pass
+    result carrying C(emp_watch_pass), as each loop item returns, the C(gate) records of C(emp_gates),
+    rollback records and C(watch_end)) and merges a C(watch) section into its C(summary.json) at the end
+    (window, passes, checks, alerts, verdict, invocations), its gates appended and, when it rolled back,
+    its C(rollback); the deploy's C(decision) is never changed. Its table shows the watch's verdict and
+    alerts.
+  - An enforced NO-GO gate in an attached invocation (a watch alert) rolls back the gate's component
+    (scope C(failed), whatever O(rollback_scope) says) at the end of the invocation, within its budget.
+    The extra var C(emp_watch_rollback) (V(auto), V(plan) or V(off)) overrides O(rollback) for it; any
+    other value stops the run before any task. A NO-GO in C(warn) mode (a watch's NO-DATA alert) is
+    recorded and rolls nothing back.
+  - An attached invocation killed outright (SIGKILL) or by a signal ends its own record (C(watch_end) with
+    C(interrupted)) and merges the deploy's summary; it never rebuilds the deploy's record.
 author:
   - emp.deploy maintainers (@emp-deploy)
 requirements:
@@ -162,6 +186,7 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapte
 from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
+from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
     OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, run_id_from_environment,
     validate_options,
@@ -173,6 +198,8 @@ _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTE
 _OPTION_NAMES = ("report_dir", "rollback", "rollback_scope", "rollback_playbook", "rollback_budgets",
                  "rollback_default_budget", "rollback_runner")
 _GATE_ACTIONS = ("emp.deploy.gate", "gate")
+_RECORD_KEYS = (R.GATE_RESULT_KEY, R.GATES_RESULT_KEY, R.RELEASE_RESULT_KEY, R.WATCH_PASS_RESULT_KEY,
+                R.WATCH_RESULT_KEY, "results", "censored")
 
 
 def _never_break(method: t.Callable) -> t.Callable:
@@ -266,19 +293,29 @@ class CallbackModule(CallbackBase):
 
     def _start_run(self, play: t.Any) -> None:
         extra_vars = adapter.extra_vars_of(play)
+        attach = watch.attach_requested(play.vars)
         try:
             options = validate_options(self._raw_options())
-            run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
+            if attach:  # a watch after GO: it records into the deploy run it watches
+                options = watch.attach_options(options, extra_vars.get(R.WATCH_ROLLBACK_VAR))
+                run_id = watch.find_deploy_run(options.report_dir, extra_vars.get(R.WATCH_RUN_ID_VAR))
+            else:
+                run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
         except OptionError as exc:
             self._stop_run(str(exc))
+        recorder = watch.WatchRecorder(options, run_id) if attach else RunRecorder(options, run_id)
         os.environ[R.RUN_ID_ENV] = run_id  # every task of the run can read it (env lookup)
+        os.environ[R.RUN_DIR_ENV] = str(recorder.run_dir)  # absolute: the watch keeps its state there
         os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
-        recorder = RunRecorder(options, run_id)
         self._recorder = recorder
         cli = adapter.cli_args()
-        recorder.start(playbook=self._playbooks[0] if self._playbooks else None, playbooks=list(self._playbooks),
-                       check_mode=bool(cli.get("check", False)), emp_release=adapter.release_label(play, extra_vars),
-                       limit=cli.get("subset"), rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars)
+        common = {"playbook": self._playbooks[0] if self._playbooks else None, "playbooks": list(self._playbooks),
+                  "check_mode": bool(cli.get("check", False)), "limit": cli.get("subset")}
+        if attach:
+            recorder.start(**common, mode=watch.mode_hint(extra_vars, play.vars))
+        else:
+            recorder.start(**common, emp_release=adapter.release_label(play, extra_vars),
+                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars)
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
         self._install_signal_handlers()
@@ -307,12 +344,12 @@ class CallbackModule(CallbackBase):
 
     @_never_break
     def v2_runner_item_on_ok(self, result: t.Any) -> None:
-        self._collect(result)
+        self._collect(result, item=True)
 
     @_never_break
     def v2_runner_item_on_failed(self, result: t.Any) -> None:
         task = adapter.task_of(result)
-        self._collect(result, ignored=bool(getattr(task, "ignore_errors", False)), failed=True)
+        self._collect(result, ignored=bool(getattr(task, "ignore_errors", False)), failed=True, item=True)
 
     @_never_break
     def v2_runner_on_failed(self, result: t.Any, ignore_errors: bool = False) -> None:
@@ -324,11 +361,13 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_unreachable(self, result: t.Any) -> None:
         self._step_failed(result, unreachable=True)
 
-    def _collect(self, result: t.Any, ignored: bool = False, failed: bool = False) -> int:
-        """Records the gates and release steps in a result; returns how many gates it held."""
+    def _collect(self, result: t.Any, ignored: bool = False, failed: bool = False, item: bool = False) -> int:
+        """Records the watch passes, gates and release steps in a result; returns how many gates it held."""
         data = adapter.task_result(result)
-        if not any(key in data for key in (R.GATE_RESULT_KEY, R.RELEASE_RESULT_KEY, "results", "censored")):
+        if not any(key in data for key in _RECORD_KEYS):
             return 0  # the common case, kept cheap
+        if isinstance(self._recorder, watch.WatchRecorder) and self._sink is None:
+            self._recorder.add_watch_results(data, item)
         gates = gates_in(data) or self._censored_gate(result, data, failed)
         host = adapter.host_name(result)
         for gate in gates:
@@ -392,7 +431,11 @@ class CallbackModule(CallbackBase):
             self._display.error(f"emp.deploy.go_no_go: ROLLBACK PROBLEM: the rollback could not run: "
                                 f"{type(exc).__name__}: {exc}")
         summary = recorder.finish(decision, reasons, hosts)
-        text, color = table.render(summary, str(recorder.run_dir / "summary.json"))
+        report = str(recorder.run_dir / "summary.json")
+        if isinstance(recorder, watch.WatchRecorder):
+            text, color = table.render_watch(summary, recorder.entry, recorder.gates, recorder.rollback, report)
+        else:
+            text, color = table.render(summary, report)
         self._display.display(text, color=color)
 
     def _roll_back_if_needed(self, recorder: RunRecorder) -> None:
@@ -417,7 +460,8 @@ class CallbackModule(CallbackBase):
                                   f"{', '.join(components)}:\n  {recorder.rollback['command']}",  # type: ignore[index]
                                   color="bright purple")
             return
-        self._display.banner(f"EMP ROLLBACK [{', '.join(components)}] (run {recorder.run_id})")
+        cause = " after a watch alert" if isinstance(recorder, watch.WatchRecorder) else ""
+        self._display.banner(f"EMP ROLLBACK [{', '.join(components)}] (run {recorder.run_id}{cause})")
         self._runner = runner.RollbackRunner(recorder, cli, warn=self._display.warning,
                                              on_executor_ready=self._install_signal_handlers)
         CallbackModule._rollback_parent = recorder

@@ -12,6 +12,7 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import first_line
 
 COLORS = {R.GO: "bright green", R.NO_GO: "bright red", R.NO_GATE: "bright yellow", R.INTERRUPTED: "bright red"}
+WATCH_COLORS = {R.SUCCESS: "bright green", R.FAILED: "bright red", R.IN_PROGRESS: "bright cyan"}
 
 
 def _gate_row(gate: t.Mapping[str, t.Any]) -> list[str]:
@@ -77,3 +78,33 @@ def render(summary: t.Mapping[str, t.Any], report: str | None) -> tuple[str, str
     if report and not summary.get("record_errors"):
         lines.append(f"  report: {report}")
     return "\n".join(lines), COLORS.get(str(decision), "bright red")
+
+
+def render_watch(summary: t.Mapping[str, t.Any], entry: t.Mapping[str, t.Any], gates: list[dict[str, t.Any]],
+                 rollback: t.Mapping[str, t.Any] | None, report: str | None) -> tuple[str, str]:
+    """The table of an attached watch invocation: the verdict, the alerts so far, this invocation's gates
+    and its rollback. The deploy's decision is shown as it was decided, unchanged."""
+    watch = summary.get("watch") or {}
+    verdict = watch.get("verdict") or entry.get("verdict") or R.IN_PROGRESS
+    lines = [f"EMP WATCH  run {summary.get('run_id')}  verdict {verdict}  (deploy decision {summary.get('decision')})"
+             + (f"  (interrupted by {entry['interrupted']})" if entry.get("interrupted") else "")]
+    lines.append(f"  passes: {entry.get('passes', 0)} in this invocation, {watch.get('passes', '-')} in all; mode "
+                 f"{entry.get('mode') or '-'}; window {watch.get('started') or '-'} to {watch.get('ends') or '-'}")
+    alerts = watch.get("alerts") or []
+    lines += [f"  ALERT {a.get('check')} [{a.get('component') or '-'}] at {a.get('at') or '-'}: "
+              f"{first_line(a.get('reason'), 110)}" for a in alerts] or ["  no alerts"]
+    rows = _rows({"gates": gates, "failures": []})
+    if len(rows) > 1:
+        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines += ["  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+                  for row in rows]
+    for failure in entry.get("failures") or []:
+        lines.append(f"  FAILED STEP: {failure}")
+    enforced = any(R.is_enforced_nogo(g) for g in gates)
+    lines += _rollback_lines({"rollback": rollback or {}, "decision": R.NO_GO if enforced else R.GO,
+                              "interrupted": entry.get("interrupted")})
+    for error in summary.get("record_errors") or []:
+        lines.append(f"  NO RECORD: {error}")
+    if report and not summary.get("record_errors"):
+        lines.append(f"  report: {report}")
+    return "\n".join(lines), WATCH_COLORS.get(str(verdict), "bright red")

@@ -53,9 +53,14 @@ ROLLBACK_SKIPPED = "rollback_skipped"
 RUN_INTERRUPTED = "run_interrupted"
 RECORDER_FAILED = "recorder_failed"
 RUN_END = "run_end"
+# A watch invocation attached to a deploy run (see WATCH_* below) appends these to that run's journal.
+WATCH_START = "watch_start"
+WATCH_PASS = "watch_pass"
+WATCH_END = "watch_end"
 JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, ROLLBACK_START,
                  ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
-                 ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END)
+                 ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END,
+                 WATCH_START, WATCH_PASS, WATCH_END)
 
 # How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
 RUNNER_IN_PROCESS = "in_process"
@@ -68,6 +73,12 @@ GATE_RESULT_KEY = "emp_gate"
 # A release step (emp.deploy.release) returns what it switched under this key, so the callback
 # knows which components this run really changed (rollback_scope=run rolls back only those).
 RELEASE_RESULT_KEY = "emp_release_step"
+# A task may return several gate records at once under this key (a list), as the watch does for its
+# alerts and final criteria; each is recorded once, like an emp_gate.
+GATES_RESULT_KEY = "emp_gates"
+# The watch's state after a pass, and what one pass measured (emp.deploy.watch).
+WATCH_RESULT_KEY = "emp_watch"
+WATCH_PASS_RESULT_KEY = "emp_watch_pass"
 
 # Environment variable that carries the run id to every task of the run (the callback sets it
 # when the run starts; roles read it with the env lookup) and to a rollback child process.
@@ -76,6 +87,8 @@ RUN_ID_ENV = "EMP_DEPLOY_RUN_ID"
 # inherits both; seeing another pid with the same id, it knows the id is not its own and takes a new one
 # (a task that sets its own EMP_DEPLOY_RUN_ID for the nested run is obeyed).
 RUN_ID_OWNER_ENV = "EMP_DEPLOY_RUN_ID_OWNER"
+# Absolute path of the run's report folder, exported beside RUN_ID_ENV (the watch keeps its state there).
+RUN_DIR_ENV = "EMP_DEPLOY_RUN_DIR"
 # A run id is one path segment: it names the run's report folder.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -173,6 +186,29 @@ RELEASE_VAR = "emp_release"
 PHASE_VAR = "emp_phase"
 COMPONENT_VAR = "emp_component"
 
+# --- the watch after GO ---------------------------------------------------------------------------------
+
+# `emp_watch_attach: true` (a literal) in the first play's vars: the invocation attaches to a deploy run.
+WATCH_ATTACH_VAR = "emp_watch_attach"
+# Extra vars of an attached invocation: the run to attach to, and its rollback option (auto, plan, off).
+WATCH_RUN_ID_VAR = "emp_watch_run_id"
+WATCH_ROLLBACK_VAR = "emp_watch_rollback"
+# follow (one long invocation, a looped pass task) or once (one pass per invocation)
+WATCH_MODE_VAR = "emp_watch_mode"
+WATCH_MODES = ("follow", "once")
+WATCH_PHASE = "watch"
+
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESS = "SUCCESS"
+FAILED = "FAILED"
+WATCH_VERDICTS = (IN_PROGRESS, SUCCESS, FAILED)
+
+# The fields of a pass result that a watch_pass journal record keeps (never the full gate records).
+WATCH_PASS_RESULT_KEYS = ("check", "layer", "component", "checklist_ref", "decision", "value", "reason")
+# The fields of the watch state (emp_watch) that watch_pass records and the summary keep.
+WATCH_STATE_KEYS = ("window_s", "started", "ends", "passes", "checks", "verdict", "done", "next_due")
+WATCH_ALERT_KEYS = ("check", "component", "layer", "kind", "reason", "at")
+
 
 class RollbackRecord(t.TypedDict, total=False):
     """``rollback`` in summary.json (and the fields of the rollback_* journal records)."""
@@ -224,3 +260,39 @@ class RunSummary(t.TypedDict, total=False):
     interrupted: str | None  # the signal that cut the run short (SIGINT, SIGTERM, SIGHUP, killed)
     running_step: dict[str, t.Any] | None  # the phase/task running when the run was interrupted
     record_errors: list[str]  # why parts of the record could not be written
+
+
+class WatchInvocation(t.TypedDict, total=False):
+    """One attached watch invocation, in ``watch.invocations`` (and the watch_start/watch_end records)."""
+
+    invocation: str  # "<pid>-<random>": tags every journal record of this invocation
+    pid: int
+    playbook: str | None
+    mode: str | None  # follow or once
+    started: str
+    ended: str
+    passes: int  # passes journaled by this invocation
+    alerts: int  # alert gates (NO-GO) recorded by this invocation
+    verdict: str  # one of WATCH_VERDICTS, as the watch said last
+    rollback: str | None  # the rollback's state when this invocation rolled back, else None
+    interrupted: str | None  # SIGINT, SIGTERM, SIGHUP or killed
+
+
+class WatchSection(t.TypedDict, total=False):
+    """``watch`` in summary.json: merged by every attached invocation."""
+
+    window_s: float | None
+    started: str | None
+    ends: str | None
+    mode: str | None
+    passes: int  # the watch's own count of passes over all invocations
+    checks: t.Any  # as the watch reports them
+    alerts: list[dict[str, t.Any]]  # check, component, reason, at (and layer, kind)
+    verdict: str  # one of WATCH_VERDICTS
+    invocations: list[WatchInvocation]
+
+
+class WatchedRunSummary(RunSummary, total=False):
+    """summary.json of a deploy run that a watch attached to: the deploy's summary plus ``watch``."""
+
+    watch: WatchSection

@@ -202,8 +202,9 @@ def write_json_atomically(path: Path, data: t.Mapping[str, t.Any]) -> None:
 
 
 def gates_in(data: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
-    """Every emp_gate in a result, including the per-item results of a loop."""
-    return _records_in(data, R.GATE_RESULT_KEY, "decision")
+    """Every emp_gate and every record of an emp_gates list in a result, including the per-item
+    results of a loop (the item results and the loop's result both carry them: add_gate dedupes)."""
+    return _records_in(data, R.GATE_RESULT_KEY, "decision", list_key=R.GATES_RESULT_KEY)
 
 
 def releases_in(data: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
@@ -211,16 +212,18 @@ def releases_in(data: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
     return _records_in(data, R.RELEASE_RESULT_KEY, "component")
 
 
-def _records_in(data: t.Mapping[str, t.Any], key: str, required: str) -> list[dict[str, t.Any]]:
-    found = []
-    record = data.get(key)
-    if isinstance(record, t.Mapping) and record.get(required):
-        found.append(dict(record))
+def _records_in(data: t.Mapping[str, t.Any], key: str, required: str,
+                list_key: str | None = None) -> list[dict[str, t.Any]]:
+    candidates = [data.get(key)]
+    listed = data.get(list_key) if list_key else None
+    if isinstance(listed, list):
+        candidates += listed
+    found = [dict(record) for record in candidates if isinstance(record, t.Mapping) and record.get(required)]
     items = data.get("results")
     if isinstance(items, list):
         for item in items:
             if isinstance(item, t.Mapping):
-                found.extend(_records_in(item, key, required))
+                found.extend(_records_in(item, key, required, list_key))
     return found
 
 
@@ -271,6 +274,8 @@ class RunRecorder:
         self.finished = False
         self.summary: dict[str, t.Any] | None = None
         self.sentinel: t.Any = None  # _run_watcher.Sentinel once watch() started it
+        # an attached watch invocation's id (_watch_recorder.py); the watcher then ends only that invocation
+        self.invocation: str | None = None
 
     # --- journal ----------------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class RunRecorder:
 
         if self.journal is not None:
             try:
-                self.sentinel = Sentinel(self.run_dir)
+                self.sentinel = Sentinel(self.run_dir, self.invocation)
             except OSError as exc:
                 self._record_error(f"the watcher for a killed run could not start ({exc})")
 

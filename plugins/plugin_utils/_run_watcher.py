@@ -7,6 +7,8 @@
 No signal handler runs on SIGKILL, so a small watcher process, started when the run starts and
 living outside the run's process group, ends the record from the journal (docs/records.md) when
 the run dies without ending it: run_interrupted and run_end in the journal, summary.json rebuilt.
+For a watch invocation attached to a deploy run it ends that invocation instead: watch_end in the
+journal and the deploy's summary.json merged, never rebuilt (the deploy's record ended long ago).
 """
 
 from __future__ import annotations
@@ -46,12 +48,7 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
     """Ends the record of a run that died without ending it: run_interrupted and run_end in the journal,
     summary.json rebuilt from the journal. False when the run had ended its record itself."""
     path = run_dir / "journal.jsonl"
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by the kill
+    records = _read_journal(path)
     if not records or any(r.get("type") == R.RUN_END for r in records):
         return False
     run = next((r for r in records if r.get("type") == R.RUN_START), records[0])
@@ -89,17 +86,50 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
     return True
 
 
+def recover_watch(run_dir: Path, invocation: str, running_step: dict[str, t.Any] | None, cause: str = "killed") -> bool:
+    """Ends the record of an attached watch invocation that died without ending it: watch_end in the
+    journal, the deploy's summary.json merged (never rebuilt). False when the invocation had ended it."""
+    from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
+
+    path = run_dir / "journal.jsonl"
+    records = [r for r in _read_journal(path) if r.get("invocation") == invocation]
+    if not records or any(r.get("type") == R.WATCH_END for r in records):
+        return False
+    rollback = _recovered_rollback(records) if any(r["type"].startswith("rollback_") for r in records) else None
+    entry, state, gates = watch.recovered_invocation(records, rollback, cause)
+    journal = Journal(path)
+    try:
+        journal.write({"schema_version": R.SCHEMA_VERSION, "ts": now(), "type": R.WATCH_END,
+                       "run_id": records[0].get("run_id"), "invocation": invocation,
+                       **plain(dict(entry, rollback_record=rollback, running_step=running_step))})
+    finally:
+        journal.close()
+    watch.merge_summary(run_dir, entry, state, gates, rollback)
+    return True
+
+
+def _read_journal(path: Path) -> list[dict[str, t.Any]]:
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by the kill
+    return records
+
+
 class Sentinel:
     """A small watcher process outside the run's process group: if the run dies without ending its
     record (SIGKILL, as ansible-runner and AWX cancel a job), it ends the record from the journal."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, invocation: str | None = None) -> None:
         collections_root = str(Path(__file__).parents[5])  # .../ansible_collections/emp/deploy/plugins/plugin_utils
         code = ("import sys; sys.path.insert(0, sys.argv[1]); "
                 "from ansible_collections.emp.deploy.plugins.plugin_utils._run_watcher import sentinel_main; "
-                "sentinel_main(sys.argv[2])")
+                "sentinel_main(*sys.argv[2:])")
+        argv = [sys.executable, "-c", code, collections_root, str(run_dir)] + ([invocation] if invocation else [])
         self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", code, collections_root, str(run_dir)], stdin=subprocess.PIPE,
+            argv, stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
 
     def _send(self, message: dict[str, t.Any]) -> None:
@@ -125,8 +155,9 @@ class Sentinel:
         self.process = None
 
 
-def sentinel_main(run_dir: str, poll_s: float = 0.5) -> None:
-    """The watcher: remembers the running step until the run says done, or dies.
+def sentinel_main(run_dir: str, invocation: str | None = None, poll_s: float = 0.5) -> None:
+    """The watcher: remembers the running step until the run says done, or dies; for an attached watch
+    invocation it ends that invocation's record instead of the run's.
 
     The run's death shows as this process being re-parented (the pipe alone is not enough: the
     run's worker processes live in their own sessions, survive a process-group kill and hold the pipe)."""
@@ -151,6 +182,9 @@ def sentinel_main(run_dir: str, poll_s: float = 0.5) -> None:
                 return
             step = message.get("step", step)
     try:
-        recover_summary(Path(run_dir), step)
-    except OSError:
+        if invocation:
+            recover_watch(Path(run_dir), invocation, step)
+        else:
+            recover_summary(Path(run_dir), step)
+    except (OSError, ValueError):
         pass

@@ -107,7 +107,8 @@ def loader():
 def restore_process_state(monkeypatch):
     """The callback patches sys.exit, installs signal handlers and exports the run id in the process
     running it; its watcher process is left out here (tests/unit/plugins/plugin_utils test it)."""
-    for name in ("EMP_DEPLOY_ROLLBACK_OF", "EMP_DEPLOY_ROLLBACK_EVENTS", "EMP_DEPLOY_RUN_ID"):
+    for name in ("EMP_DEPLOY_ROLLBACK_OF", "EMP_DEPLOY_ROLLBACK_EVENTS", "EMP_DEPLOY_RUN_ID", "EMP_DEPLOY_RUN_DIR",
+                 "EMP_DEPLOY_RUN_ID_OWNER"):
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "exit", sys.exit)
@@ -366,6 +367,17 @@ def test_a_new_run_id_is_exported_to_the_run(callback, tmp_path):
     start(callback, Play("p", {}, {}))
     (run_dir,) = list((tmp_path / "reports").iterdir())
     assert os.environ["EMP_DEPLOY_RUN_ID"] == run_dir.name
+    assert os.environ["EMP_DEPLOY_RUN_DIR"] == str(run_dir) and os.path.isabs(os.environ["EMP_DEPLOY_RUN_DIR"])
+
+
+def test_a_nested_run_exports_its_own_run_folder_with_its_own_id(callback, tmp_path, monkeypatch):
+    parent = tmp_path / "reports" / "parent-run"
+    monkeypatch.setenv("EMP_DEPLOY_RUN_ID", "parent-run")
+    monkeypatch.setenv("EMP_DEPLOY_RUN_DIR", str(parent))
+    monkeypatch.setenv("EMP_DEPLOY_RUN_ID_OWNER", f"{os.getpid() + 1}:parent-run")  # exported by another process
+    start(callback, Play("p", {}, {}))
+    assert os.environ["EMP_DEPLOY_RUN_ID"] != "parent-run"
+    assert os.environ["EMP_DEPLOY_RUN_DIR"] == str(tmp_path / "reports" / os.environ["EMP_DEPLOY_RUN_ID"])
 
 
 @pytest.mark.parametrize("source", ["extra_var", "env"])
