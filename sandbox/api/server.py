@@ -282,7 +282,7 @@ class ApiServer:
 
     async def dispatch(self, request: Request) -> Response:
         route, handler, params, allowed = self.route(request)
-        if route == "/metrics":  # scrapes are neither traced, slowed nor counted as API traffic
+        if route == "/metrics" and handler is not None:  # scrapes: neither traced, slowed nor counted as traffic
             self.metrics.set_redis_connected(self.redis_connected and not self.redis_dead)
             body, content_type = self.metrics.render()
             return Response(200, body, content_type)
