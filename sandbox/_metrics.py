@@ -1,8 +1,9 @@
 """Prometheus metrics and runtime faults shared by the sandbox services.
 
-- ``ServiceMetrics(job, redis=..., http=..., otel=...)``: a prometheus_client registry holding the
+- ``ServiceMetrics(job, redis_client=..., http=..., otel=...)``: a prometheus_client registry holding the
   metrics every service exposes on ``GET /metrics`` (process_*, ``emp_log_messages_total`` and, as
-  asked, the Redis, HTTP server and OTLP export families). ``render()`` -> (body, content type).
+  asked, the Redis, HTTP server and OTLP export families). ``render()`` -> (body, content type);
+  ``send_metrics(handler, metrics)`` answers an http.server request with it.
 - ``RuntimeFaults`` (from ``sandbox._faults``): the faults ``python -m sandbox fault`` wrote.
 - ``RedisDropper``: while ``redis-drop`` is active, kills the Redis server's client connections
   every second (what a flapping network or a Redis failover does to the services).

@@ -236,6 +236,14 @@ class Sandbox:
             return PrometheusEngine.binary() is not None
         return importlib.util.find_spec(f"sandbox.{service}.__main__") is not None
 
+    @staticmethod
+    def missing(service: str) -> str:
+        if service == "prometheus":
+            return ("prometheus: the binary is missing; install Debian's `prometheus` package (tools/system-deps "
+                    "does), or start without it: up --only <services>")
+        where = NGROK_BINARY if service == "ngrok" else f"sandbox.{service}.__main__"
+        return f"{service}: entry point missing (looked for {where})"
+
     def urls(self, ports: dict[str, int]) -> dict[str, str | None]:
         def url(key: str, scheme: str = "http", suffix: str = "") -> str | None:
             return f"{scheme}://{HOST}:{ports[key]}{suffix}" if key in ports else None
@@ -448,8 +456,7 @@ class Sandbox:
                 if self.service_running(service):
                     continue
                 if not self.available(service):
-                    raise SandboxError(f"{service}: entry point missing (looked for "
-                                       f"{NGROK_BINARY if service == 'ngrok' else 'sandbox.' + service + '.__main__'})")
+                    raise SandboxError(self.missing(service))
                 started.append((service, self.spawn(service, ports)))
             for service, record in started:
                 self.wait_ready(service, record, deadline)
@@ -517,7 +524,7 @@ class Sandbox:
         if not ports:
             raise SandboxError("the sandbox was never started here; run `up` first")
         if not self.available(service):
-            raise SandboxError(f"{service}: not available (entry point missing)")
+            raise SandboxError(self.missing(service))
         for name in self.clear_faults(service=service):  # a rollback restarts the component: its bug is gone
             self.out(f"fault {name} cleared (restart of {service})")
         deadline = time.monotonic() + READY_TIMEOUT_S

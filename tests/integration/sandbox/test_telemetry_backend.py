@@ -218,6 +218,21 @@ def test_dash0_span_and_log_counters(backend):
     assert promql_result(backend, "sum(dash0_logs)") == []
 
 
+def test_odd_attribute_values_survive_the_exposition(backend):
+    backend.wait_scraped()
+    odd = 'a "quoted" \\ back\nslash'
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{backend.otlp}/v1/metrics",
+                                                              timeout=TIMEOUT), export_interval_millis=60000)
+    provider = MeterProvider(resource=Resource.create({"service.name": "odd", "service.version": "1.0"}),
+                             metric_readers=[reader])
+    provider.get_meter("test").create_up_down_counter("emp.odd").add(-2, {"note": odd, "9lives": "yes"})
+    provider.force_flush()
+    provider.shutdown()
+    found = wait_until(lambda: promql_result(backend, 'emp_odd{service_name="odd"}'), interval=0.2, message="emp_odd")
+    assert found[0]["metric"]["note"] == odd and found[0]["metric"]["_9lives"] == "yes"
+    assert found[0]["metric"]["service_version"] == "1.0" and found[0]["value"][1] == "-2"
+
+
 def test_query_range_is_forwarded(backend):
     backend.wait_scraped()
     send_spans(backend, "emp-api", count=2)
@@ -244,6 +259,15 @@ def test_promql_without_an_engine_is_unavailable(tmp_path):
         answer = promql(process, "up")
     assert answer.status_code == 503
     assert answer.json()["errorType"] == "unavailable" and "--prometheus-url" in answer.json()["error"]
+
+
+def test_promql_with_the_engine_down_is_unavailable(tmp_path):
+    with TelemetryProcess(tmp_path) as process:
+        assert promql(process, "up").status_code == 200
+        process.engine.stop()
+        answer = promql(process, "up")
+    assert answer.status_code == 503
+    assert answer.json()["errorType"] == "unavailable" and "did not answer" in answer.json()["error"]
 
 
 def test_sdk_logs_are_found_by_trace_id(backend):
