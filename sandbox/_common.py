@@ -16,6 +16,8 @@ Stable, small API -- other sandbox services import it, so only add to it:
   enabled, shutdown()); a no-op when endpoint is None.
 - ``StopFlag``: SIGTERM/SIGINT -> threading.Event, for clean shutdowns.
 - ``JsonHandler``: http.server handler base with ``send_json`` / ``read_json``.
+- ``on_redis_failure(callback)``: called on every connection error a client of this module meets
+  (retried or not), so a metric can count failures redis-py's retries would hide.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -54,6 +56,8 @@ def service_parser(service: str, description: str = "") -> argparse.ArgumentPars
     parser.add_argument("--otlp-endpoint", default=None,
                         help="OTLP/HTTP base URL, e.g. http://127.0.0.1:4318 (telemetry off when absent)")
     parser.add_argument("--log-file", default=None, help="log file (stderr when absent)")
+    parser.add_argument("--faults-file", default=None,
+                        help="runtime faults written by `python -m sandbox fault` (polled; none when absent)")
     return parser
 
 
@@ -99,9 +103,31 @@ def load_release(release_dir: str | os.PathLike | None, service: str) -> Release
 
 
 # --------------------------------------------------------------------------- redis
+_REDIS_FAILURE_LISTENERS: list[Callable[[], Any]] = []
+
+
+def on_redis_failure(callback: Callable[[], Any]) -> None:
+    _REDIS_FAILURE_LISTENERS.append(callback)
+
+
+def _redis_failed() -> None:
+    for callback in _REDIS_FAILURE_LISTENERS:
+        callback()
+
+
+class _CountingRetry(Retry):
+    """Retry that reports each failure it sees (redis-py's retries would hide them)."""
+
+    def call_with_retry(self, do, fail, *args: Any, **kwargs: Any):
+        def failed(*fail_args: Any) -> Any:
+            _redis_failed()
+            return fail(*fail_args)
+        return super().call_with_retry(do, failed, *args, **kwargs)
+
+
 def _retry_policy(retries: int, backoff_base: float, backoff_cap: float) -> Retry:
     # Explicit: redis-py 8 retries with backoff by default, which would hide outages.
-    return Retry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries)
+    return _CountingRetry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries)
 
 
 def redis_client(url: str, client_name: str | None, *, retries: int = 2, backoff_base: float = 0.05,
@@ -125,10 +151,18 @@ def async_redis_client(url: str, client_name: str | None, *, retries: int = 2, b
                        ) -> redis.asyncio.Redis:
     """An asyncio redis-py client with the same explicit policy as redis_client()."""
     from redis.asyncio.retry import Retry as AsyncRetry
+
+    class CountingAsyncRetry(AsyncRetry):
+        async def call_with_retry(self, do, fail, *args: Any, **kwargs: Any):
+            async def failed(*fail_args: Any) -> Any:
+                _redis_failed()
+                return await fail(*fail_args)
+            return await super().call_with_retry(do, failed, *args, **kwargs)
+
     return redis.asyncio.Redis.from_url(
         url, client_name=client_name, decode_responses=decode_responses,
         socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-        retry=AsyncRetry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries),
+        retry=CountingAsyncRetry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries),
     )
 
 
@@ -174,7 +208,8 @@ class Telemetry:
     """OpenTelemetry SDK tracer + meter exporting OTLP/HTTP to ``endpoint``; no-op without one."""
 
     def __init__(self, service_name: str, endpoint: str | None, version: str = "0.0.0",
-                 span_delay_ms: int = 200, metric_interval_ms: int = 2000):
+                 span_delay_ms: int = 200, metric_interval_ms: int = 2000,
+                 blocked: Callable[[], bool] | None = None, on_failure: Callable[[str], Any] | None = None):
         from opentelemetry import metrics, trace
         self.service_name = service_name
         self.endpoint = endpoint.rstrip("/") if endpoint else None
@@ -202,11 +237,12 @@ class Telemetry:
         # shutdown_on_exit=False: shutdown() below bounds the final flush; the SDK's own atexit
         # hook would wait out the exporter's retries when the collector is already gone.
         self._tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        span_exporter, metric_exporter = _guarded_exporters(OTLPSpanExporter, OTLPMetricExporter, blocked, on_failure)
         self._tracer_provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"{self.endpoint}/v1/traces", timeout=3),
+            span_exporter(endpoint=f"{self.endpoint}/v1/traces", timeout=3),
             schedule_delay_millis=span_delay_ms))
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{self.endpoint}/v1/metrics", timeout=3),
+            metric_exporter(endpoint=f"{self.endpoint}/v1/metrics", timeout=3),
             export_interval_millis=metric_interval_ms, export_timeout_millis=3000)
         self._meter_provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
         self.tracer = self._tracer_provider.get_tracer(service_name, version)
@@ -233,6 +269,38 @@ class Telemetry:
         worker = threading.Thread(target=stop, name="otel-shutdown", daemon=True)
         worker.start()
         worker.join(timeout)
+
+
+def _guarded_exporters(span_base: Any, metric_base: Any, blocked: Callable[[], bool] | None,
+                       on_failure: Callable[[str], Any] | None) -> tuple[Any, Any]:
+    """OTLP exporters that report failed exports and refuse to send while ``blocked()`` (the
+    telemetry-export fault: the export fails before anything leaves the process)."""
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    is_blocked = blocked or (lambda: False)
+    failed = on_failure or (lambda signal: None)
+
+    class Spans(span_base):
+        def export(self, spans: Any) -> Any:
+            if is_blocked():
+                failed("traces")
+                return SpanExportResult.FAILURE
+            result = super().export(spans)
+            if result != SpanExportResult.SUCCESS:
+                failed("traces")
+            return result
+
+    class Metrics(metric_base):
+        def export(self, metrics_data: Any, *args: Any, **kwargs: Any) -> Any:
+            if is_blocked():
+                failed("metrics")
+                return MetricExportResult.FAILURE
+            result = super().export(metrics_data, *args, **kwargs)
+            if result != MetricExportResult.SUCCESS:
+                failed("metrics")
+            return result
+
+    return Spans, Metrics
 
 
 def setup_telemetry(service_name: str, endpoint: str | None, version: str = "0.0.0", **kwargs: Any) -> Telemetry:
@@ -304,4 +372,6 @@ class JsonHandler(BaseHTTPRequestHandler):
         return json.loads(raw.decode("utf-8"))
 
     def log_message(self, format: str, *args: Any) -> None:  # pylint: disable=redefined-builtin
+        if getattr(self, "path", "").split("?", 1)[0] == "/metrics":
+            return  # a scrape a second would drown the log
         logging.getLogger("http").info("%s %s", self.address_string(), format % args)

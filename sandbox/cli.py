@@ -1,4 +1,4 @@
-"""``python -m sandbox up|down|status [--json]|restart <svc>|deploy <svc> <version>|pm2 jlist|releases``.
+"""``python -m sandbox up|down|status [--json]|restart <svc>|deploy <svc> <version>|fault ...|pm2 jlist|releases``.
 
 Everything lives under one state directory (``--state-dir``, default ``$EMP_SANDBOX_STATE`` or
 ``<repo>/.tmp/sandbox``):
@@ -9,6 +9,8 @@ Everything lives under one state directory (``--state-dir``, default ``$EMP_SAND
     redis/                  redis-server working directory (RDB saved on shutdown)
     releases/<service>/releases/<version>/release.json and releases/<service>/current -> releases/<version>
     telemetry/              the telemetry backend's state (telemetry.json)
+    prometheus/             the sandbox Prometheus: prometheus.yml, data/, prometheus.log
+    faults.json             runtime faults (``fault NAME``), polled by the services
     ngrok/ngrok.yml         the ngrok stand-in's v3 configuration
     status.json             the last ``status --json`` written by ``up``
 
@@ -35,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import redis as sandbox_redis
+from sandbox._faults import FAULT_SERVICES, read_faults
+from sandbox.prometheus import PrometheusEngine
+from sandbox.telemetry import EXPOSITION_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sandbox"
@@ -44,7 +49,13 @@ HOST = "127.0.0.1"
 INITIAL_VERSION = "1.0.0"
 VERSIONED_SERVICES = ("api", "webhook", "worker", "monitor")
 # Start order; `down` goes the other way round (redis last, so workers can deregister).
-SERVICES = ("redis", "telemetry", "api", "webhook", "worker", "monitor", "ngrok")
+SERVICES = ("redis", "prometheus", "telemetry", "api", "webhook", "worker", "monitor", "traffic", "ngrok")
+# Prometheus scrape jobs: job -> port key of the target (the telemetry job is the collector's /metrics;
+# dash0 is the Dash0 stand-in's exposition of the OTLP metrics it ingested).
+SCRAPE_JOBS = {"api": "api", "webhook": "webhook", "worker": "worker_health", "monitor": "monitor",
+               "telemetry": "collector_health", "traffic": "traffic", "dash0": "query"}
+SCRAPE_INTERVAL = "1s"
+TRAFFIC_INTERVAL_S = 0.5
 STOP_GRACE_S = 6.0
 READY_TIMEOUT_S = 15.0
 DASH0_TOKEN = "sandbox-token"  # sandbox-only bearer token of the query API, not a secret
@@ -54,11 +65,13 @@ NGROK_AUTHTOKEN = "sandbox-ngrok-authtoken"  # the stand-in only checks its shap
 # Ports each component needs (keys of ports.json).
 PORT_KEYS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
+    "prometheus": ("prometheus",),
     "telemetry": ("otlp", "query", "collector_health"),
     "api": ("api",),
     "webhook": ("webhook",),
     "worker": ("worker_health",),
     "monitor": ("monitor",),
+    "traffic": ("traffic",),
     "ngrok": ("ngrok_api", "ngrok_tunnel_api", "ngrok_tunnel_webhook", "ngrok_tunnel_redis"),
 }
 # Ports a component listens on itself (readiness); ngrok tunnels listen once the agent is up.
@@ -90,9 +103,13 @@ class State:
     def ports_file(self) -> Path:
         return self.root / "ports.json"
 
+    @property
+    def faults_file(self) -> Path:
+        return self.root / "faults.json"
+
     def ensure(self) -> None:
         for directory in (self.root, self.run_dir, self.logs_dir, self.releases_dir, self.root / "redis",
-                          self.root / "telemetry", self.root / "ngrok", self.root / "assets"):
+                          self.root / "telemetry", self.root / "ngrok", self.root / "assets", self.root / "prometheus"):
             directory.mkdir(parents=True, exist_ok=True)
 
     def record_path(self, service: str) -> Path:
@@ -215,7 +232,17 @@ class Sandbox:
             return shutil.which("redis-server") is not None
         if service == "ngrok":
             return NGROK_BINARY.is_file()
+        if service == "prometheus":
+            return PrometheusEngine.binary() is not None
         return importlib.util.find_spec(f"sandbox.{service}.__main__") is not None
+
+    @staticmethod
+    def missing(service: str) -> str:
+        if service == "prometheus":
+            return ("prometheus: the binary is missing; install Debian's `prometheus` package (tools/system-deps "
+                    "does), or start without it: up --only <services>")
+        where = NGROK_BINARY if service == "ngrok" else f"sandbox.{service}.__main__"
+        return f"{service}: entry point missing (looked for {where})"
 
     def urls(self, ports: dict[str, int]) -> dict[str, str | None]:
         def url(key: str, scheme: str = "http", suffix: str = "") -> str | None:
@@ -223,24 +250,40 @@ class Sandbox:
         return {"redis": url("redis", "redis", "/0"), "api": url("api"), "webhook": url("webhook"),
                 "otlp": url("otlp"), "query": url("query"), "collector_health": url("collector_health", suffix="/"),
                 "collector_metrics": url("collector_health", suffix="/metrics"), "ngrok_api": url("ngrok_api"),
-                "monitor": url("monitor"), "worker_health": url("worker_health")}
+                "monitor": url("monitor"), "worker_health": url("worker_health"), "prometheus": url("prometheus"),
+                "traffic": url("traffic")}
+
+    def prometheus_engine(self, ports: dict[str, int]) -> PrometheusEngine:
+        """The sandbox Prometheus: every service's /metrics and the Dash0 stand-in's exposition, each second."""
+        targets = {job: [f"{HOST}:{ports[key]}"] for job, key in SCRAPE_JOBS.items()}
+        return PrometheusEngine(self.state.root / "prometheus", port=ports["prometheus"],
+                                scrape_interval=SCRAPE_INTERVAL, targets=targets,
+                                metrics_paths={"dash0": EXPOSITION_PATH})
 
     def argv(self, service: str, ports: dict[str, int], restarts: int) -> list[str]:
         urls = self.urls(ports)
         log_file = str(self.state.logs_dir / f"{service}.log")
         if service == "redis":
             return sandbox_redis.redis_server_argv(ports["redis"], self.state.root / "redis")
+        if service == "prometheus":
+            engine = self.prometheus_engine(ports)
+            engine.write_config()
+            return engine.argv()
         if service == "telemetry":
             return [self.python, "-m", "sandbox.telemetry", "--host", HOST, "--otlp-port", str(ports["otlp"]),
                     "--query-port", str(ports["query"]), "--health-port", str(ports["collector_health"]),
-                    "--token", DASH0_TOKEN, "--dataset", DASH0_DATASET,
+                    "--token", DASH0_TOKEN, "--dataset", DASH0_DATASET, "--prometheus-url", str(urls["prometheus"]),
                     "--state-dir", str(self.state.root / "telemetry"), "--log-file", log_file]
+        if service == "traffic":
+            return [self.python, "-m", "sandbox.traffic", "--host", HOST, "--port", str(ports["traffic"]),
+                    "--api", str(urls["api"]), "--webhook", str(urls["webhook"]), "--interval", str(TRAFFIC_INTERVAL_S),
+                    "--log-file", log_file]
         if service == "ngrok":
             return [self.python, str(NGROK_BINARY), "start", "--all", "--config", str(self.write_ngrok_config(ports)),
                     "--log", "stdout"]
         common = [self.python, "-m", f"sandbox.{service}", "--host", HOST, "--port", str(ports[PORT_KEYS[service][0]]),
                   "--redis-url", urls["redis"], "--release-dir", str(self.state.current_release_dir(service)),
-                  "--log-file", log_file]
+                  "--log-file", log_file, "--faults-file", str(self.state.faults_file)]
         if service in ("api", "webhook", "worker") and self.service_running("telemetry"):
             common += ["--otlp-endpoint", urls["otlp"]]
         if service == "worker":
@@ -359,6 +402,25 @@ class Sandbox:
             time.sleep(0.03)
         if service == "redis":
             self.load_redis_library(record["ports"]["redis"])
+        if service == "prometheus":
+            self.wait_prometheus_ready(service, record, deadline)
+
+    def wait_prometheus_ready(self, service: str, record: dict[str, Any], deadline: float) -> None:
+        """The port opens before the TSDB is loaded: wait for /-/ready."""
+        url = f"http://{HOST}:{record['ports']['prometheus']}/-/ready"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310  # loopback
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if proc_start_time(record["pid"]) != record["start_time"]:
+                raise SandboxError(f"{service} exited during start-up; see {record['log']}:\n{tail(record['log'])}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{service} not ready at {url} after {READY_TIMEOUT_S:.0f}s; "
+                                   f"see {record['log']}:\n{tail(record['log'])}")
+            time.sleep(0.1)
 
     def load_redis_library(self, port: int) -> str:
         from sandbox._common import redis_client  # heavy import only when needed
@@ -394,8 +456,7 @@ class Sandbox:
                 if self.service_running(service):
                     continue
                 if not self.available(service):
-                    raise SandboxError(f"{service}: entry point missing (looked for "
-                                       f"{NGROK_BINARY if service == 'ngrok' else 'sandbox.' + service + '.__main__'})")
+                    raise SandboxError(self.missing(service))
                 started.append((service, self.spawn(service, ports)))
             for service, record in started:
                 self.wait_ready(service, record, deadline)
@@ -443,9 +504,10 @@ class Sandbox:
     def down(self) -> list[str]:
         # Applications first (in parallel), so they can deregister from Redis and flush their
         # telemetry; then the telemetry backend; Redis last.
-        stopped = self.stop_services([s for s in reversed(SERVICES) if s not in ("redis", "telemetry")])
-        stopped += self.stop_services(["telemetry"])
+        stopped = self.stop_services([s for s in reversed(SERVICES) if s not in ("redis", "telemetry", "prometheus")])
+        stopped += self.stop_services(["telemetry", "prometheus"])
         stopped += self.stop_services(["redis"])
+        self.clear_faults()
         for service in stopped:
             self.out(f"stopped {service}")
         try:
@@ -462,7 +524,9 @@ class Sandbox:
         if not ports:
             raise SandboxError("the sandbox was never started here; run `up` first")
         if not self.available(service):
-            raise SandboxError(f"{service}: not available (entry point missing)")
+            raise SandboxError(self.missing(service))
+        for name in self.clear_faults(service=service):  # a rollback restarts the component: its bug is gone
+            self.out(f"fault {name} cleared (restart of {service})")
         deadline = time.monotonic() + READY_TIMEOUT_S
         for key in PORT_KEYS[service]:  # the old process just released it
             while not port_free(ports[key]) and time.monotonic() < deadline:
@@ -485,6 +549,24 @@ class Sandbox:
         if restart and self.service_running(service):  # a stopped sandbox just gets the new symlink
             self.restart(service)
         return {"service": service, "version": version, "previous": previous}
+
+    # ------------------------------------------------------------------ faults
+    def faults(self) -> dict[str, dict[str, Any]]:
+        return read_faults(self.state.faults_file)
+
+    def set_fault(self, name: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        faults = self.faults()
+        faults[name] = dict(params, services=list(FAULT_SERVICES[name]), since=round(time.time(), 3))
+        write_json_atomic(self.state.faults_file, {"faults": faults})
+        return faults
+
+    def clear_faults(self, name: str | None = None, service: str | None = None) -> list[str]:
+        """Removes one fault, the faults of a service, or all of them; returns the names removed."""
+        faults = self.faults()
+        gone = [n for n in faults if (name is None or n == name) and (service is None or service in FAULT_SERVICES.get(n, ()))]
+        if gone or (name is None and service is None and self.state.faults_file.exists()):
+            write_json_atomic(self.state.faults_file, {"faults": {n: p for n, p in faults.items() if n not in gone}})
+        return gone
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -522,6 +604,10 @@ class Sandbox:
             "ngrok_tunnels": ({name: urls_for_tunnel(ports, name) for name in ("api", "webhook", "redis")}
                               if services["ngrok"]["status"] == "running" else {}),
             "monitor": live("monitor", "monitor"), "worker_health": live("worker", "worker_health"),
+            "prometheus": live("prometheus", "prometheus"),
+            "prometheus_api": (urls["query"] + "/api/prometheus"
+                               if services["telemetry"]["status"] == "running" and urls["query"] else None),
+            "traffic": live("traffic", "traffic"),
             "releases_dir": str(self.state.releases_dir),
             "versions": versions,
             "current_versions": {s: self.current_version(s) for s in VERSIONED_SERVICES},
@@ -566,7 +652,8 @@ def format_status(status: dict[str, Any]) -> str:
             if info.get("version"):
                 detail += f", version {info['version']}"
         rows.append(f"  {service:<10} {info['status']:<14} {detail}")
-    for key in ("redis", "api", "webhook", "otlp", "query", "collector_health", "ngrok_api", "monitor"):
+    for key in ("redis", "api", "webhook", "otlp", "query", "collector_health", "ngrok_api", "monitor", "prometheus",
+                "prometheus_api"):
         if status.get(key):
             rows.append(f"  {key:<17} {status[key]}")
     return "\n".join(rows)
@@ -593,7 +680,50 @@ def build_parser() -> argparse.ArgumentParser:
     pm2 = sub.add_parser("pm2", help="pm2-style view of the worker machine")
     pm2.add_argument("action", choices=["jlist"])
     sub.add_parser("releases", help="list the release catalogue")
+    fault = sub.add_parser("fault", help="inject a runtime fault, `fault clear [NAME]`, `fault list` (JSON)",
+                           description="Faults: " + "; ".join(f"{n} ({', '.join(s)})" for n, s in FAULT_SERVICES.items())
+                           + ". A restart (or deploy) of a service clears its faults; `down` clears all.")
+    fault.add_argument("name", choices=[*FAULT_SERVICES, "clear", "list"])
+    fault.add_argument("clear_name", nargs="?", default=None, metavar="NAME", help="with clear: the fault to clear")
+    fault.add_argument("--rate", type=float, default=None, help="webhook-failures: share of deliveries that fail "
+                                                                "(0 < rate <= 1, default 0.5)")
+    fault.add_argument("--mb-per-s", type=float, default=None, help="worker-memory-leak: RSS growth (default 5)")
+    fault.add_argument("--ms", type=int, default=None, help="api-latency: delay added to every request (default 300)")
     return parser
+
+
+FAULT_OPTIONS = {"webhook-failures": ("rate", 0.5), "worker-memory-leak": ("mb_per_s", 5.0), "api-latency": ("ms", 300)}
+
+
+def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
+    given = {key: getattr(args, key) for key in ("rate", "mb_per_s", "ms") if getattr(args, key) is not None}
+    if args.name in ("clear", "list"):
+        if given:
+            raise SandboxError(f"fault {args.name} takes no --{'/--'.join(k.replace('_', '-') for k in given)}")
+        if args.name == "list":
+            if args.clear_name:
+                raise SandboxError("fault list takes no NAME")
+            return {"faults": sandbox.faults()}
+        if args.clear_name is not None and args.clear_name not in FAULT_SERVICES:
+            raise SandboxError(f"unknown fault {args.clear_name!r}; known: {', '.join(FAULT_SERVICES)}")
+        cleared = sandbox.clear_faults(args.clear_name)
+        return {"cleared": cleared, "faults": sandbox.faults()}
+    if args.clear_name is not None:
+        raise SandboxError(f"fault {args.name} takes no second name")
+    option = FAULT_OPTIONS.get(args.name)
+    wrong = [k for k in given if option is None or k != option[0]]
+    if wrong:
+        raise SandboxError(f"--{wrong[0].replace('_', '-')} does not apply to fault {args.name}")
+    params: dict[str, Any] = {}
+    if option is not None:
+        key, default = option
+        value = given.get(key, default)
+        if key == "rate" and not 0 < value <= 1:
+            raise SandboxError(f"--rate {value}: must be > 0 and <= 1")
+        if key != "rate" and not 0 < value <= 100000:
+            raise SandboxError(f"--{key.replace('_', '-')} {value}: must be > 0")
+        params[key] = value
+    return {"faults": sandbox.set_fault(args.name, params)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,6 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(sandbox.deploy(args.service, args.version, restart=not args.no_restart)))
         elif args.command == "pm2":
             print(json.dumps(sandbox.pm2_jlist()))
+        elif args.command == "fault":
+            print(json.dumps(fault_command(sandbox, args), indent=2, sort_keys=True))
         elif args.command == "releases":
             print(json.dumps({s: catalogue_versions(s) for s in VERSIONED_SERVICES}, indent=2))
     except SandboxError as exc:

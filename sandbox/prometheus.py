@@ -38,13 +38,14 @@ class PrometheusEngine:
 
     def __init__(self, workdir: Path | str, port: int | None = None, scrape_interval: str = "1s",
                  targets: dict[str, list[str]] | None = None, web_config: dict[str, Any] | None = None,
-                 retention: str = "2d") -> None:
+                 retention: str = "2d", metrics_paths: dict[str, str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.port = port or _free_port()
         self.scrape_interval = scrape_interval
         self.targets = dict(targets or {})
         self.web_config = web_config
         self.retention = retention
+        self.metrics_paths = dict(metrics_paths or {})  # job -> path other than /metrics
         self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -62,10 +63,15 @@ class PrometheusEngine:
 
     def config(self) -> dict[str, Any]:
         jobs = [{"job_name": job, "honor_labels": True, "scrape_interval": self.scrape_interval,
-                 "scrape_timeout": self.scrape_interval, "static_configs": [{"targets": list(addresses)}]}
+                 "scrape_timeout": self.scrape_interval, "metrics_path": self.metrics_paths.get(job, "/metrics"),
+                 "static_configs": [{"targets": list(addresses)}]}
                 for job, addresses in sorted(self.targets.items())]
         return {"global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
                 "scrape_configs": jobs}
+
+    def write_config(self) -> None:
+        """Writes prometheus.yml (and web.yml) for a process started elsewhere (the sandbox CLI)."""
+        self._write_config()
 
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

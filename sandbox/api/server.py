@@ -17,12 +17,14 @@ import json
 import logging
 import re
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.propagate import extract
+from prometheus_client import Gauge
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -37,6 +39,7 @@ from sandbox._common import (
     setup_logging,
     setup_telemetry,
 )
+from sandbox._metrics import RedisDropper, RuntimeFaults, ServiceMetrics
 from sandbox.api import jobs as jobs_mod
 from sandbox.api.http11 import MAX_HEAD, BadRequest, Request, Response, read_request
 from sandbox.api.ws import WebSocketSession
@@ -57,8 +60,15 @@ class RedisGone(Exception):
 
 
 class ApiServer:
-    def __init__(self, args, release, telemetry):
+    def __init__(self, args, release, telemetry, metrics: ServiceMetrics, faults: RuntimeFaults):
         self.args = args
+        self.metrics = metrics
+        self.faults = faults
+        self.jobs_submitted_total = metrics.counter("emp_jobs_submitted", "Jobs accepted by the API")
+        self.jobs_pending = Gauge("emp_jobs_pending", "Jobs waiting in jobs:pending (ZCARD)",
+                                  registry=metrics.registry)
+        self.db_query_errors = metrics.counter("emp_db_query_errors", "Redis commands that failed with an error "
+                                               "answer (not a lost connection)")
         self.release = release
         self.telemetry = telemetry
         client_name = None if release.has_fault("no_redis_client") else SERVICE
@@ -116,7 +126,11 @@ class ApiServer:
         log.info("%s %s listening on %s:%d (faults: %s)", SERVICE, self.release.version, self.args.host, port,
                  ",".join(self.release.faults) or "none")
         self._spawn(self.redis_events())
+        self._spawn(self.queue_depth())
+        dropper_stop = threading.Event()
+        RedisDropper(self.args.redis_url, self.faults, dropper_stop).start()
         await self.stop.wait()
+        dropper_stop.set()
         await self.shutdown()
         return 0
 
@@ -198,6 +212,18 @@ class ApiServer:
                 if job_id in session.subscriptions:
                     await session.send_json(message)
 
+    async def queue_depth(self) -> None:
+        """emp_jobs_pending once a second; the last figure stays while Redis is away."""
+        while not self.stop.is_set():
+            try:
+                self.jobs_pending.set(int(await self.redis_or_raise().zcard("jobs:pending")))
+            except (RedisGone, RedisError, OSError):
+                pass
+            try:
+                await asyncio.wait_for(self.stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+
     def redis_or_raise(self):
         if self.redis_dead:
             raise RedisGone()
@@ -239,12 +265,13 @@ class ApiServer:
         table: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self.health,
             ("GET", "/version"): self.version,
+            ("GET", "/metrics"): self.version,  # answered by dispatch() itself
             ("GET", "/api/jobs"): self.list_jobs,
             ("POST", "/api/jobs"): self.submit_job,
         }
         if (method, path) in table:
             return path, table[(method, path)], {}, True
-        if path in ("/health", "/version", "/api/jobs"):
+        if path in ("/health", "/version", "/metrics", "/api/jobs"):
             return path, None, {}, False
         match = JOB_PATH.match(path)
         if match:
@@ -255,13 +282,18 @@ class ApiServer:
 
     async def dispatch(self, request: Request) -> Response:
         route, handler, params, allowed = self.route(request)
+        if route == "/metrics" and handler is not None:  # scrapes: neither traced, slowed nor counted as traffic
+            self.metrics.set_redis_connected(self.redis_connected and not self.redis_dead)
+            body, content_type = self.metrics.render()
+            return Response(200, body, content_type)
         started = time.perf_counter()
         with self.telemetry.tracer.start_as_current_span(
                 f"{request.method} {route}", context=extract(request.headers), kind=SpanKind.SERVER,
                 attributes={"http.request.method": request.method, "url.path": request.path,
                             "http.route": route, "server.port": self.args.port}) as span:
-            if self.slow_s:
-                await asyncio.sleep(self.slow_s)
+            delay_s = self.slow_s + float((self.faults.get("api-latency") or {}).get("ms", 0)) / 1000
+            if delay_s:
+                await asyncio.sleep(delay_s)
             try:
                 if handler is None:
                     response = (Response.json(405, {"success": False, "error": f"{request.method} not allowed"})
@@ -277,6 +309,7 @@ class ApiServer:
             except REDIS_DOWN_ERRORS as exc:
                 response = Response.json(503, {"success": False, "error": "Redis unavailable", "message": str(exc)})
             except RedisError as exc:
+                self.db_query_errors.inc()
                 log.exception("redis error on %s %s", request.method, request.path)
                 response = Response.json(500, {"success": False, "error": "Internal server error",
                                                "message": str(exc)})
@@ -286,9 +319,11 @@ class ApiServer:
             context = span.get_span_context()
             if context.is_valid:
                 response.headers["traceparent"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
-        self.request_duration.record(time.perf_counter() - started, {
+        elapsed = time.perf_counter() - started
+        self.request_duration.record(elapsed, {
             "http.request.method": request.method, "http.route": route,
             "http.response.status_code": response.status})
+        self.metrics.observe_request(route, response.status, elapsed)
         return response
 
     def authorized(self, request: Request, route: str) -> bool:
@@ -328,6 +363,7 @@ class ApiServer:
                             "emp.job.service_required": job["service_required"]}):
             await jobs_mod.submit_job(redis, job, score)
         self.jobs_submitted.add(1, {"service_required": job["service_required"]})
+        self.jobs_submitted_total.inc()
         log.info("job %s submitted (%s, priority %s)", job["id"], job["service_required"], job["priority"])
         return job["id"]
 
@@ -434,8 +470,12 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args(build_parser(), argv)
     setup_logging(SERVICE, args.log_file)
+    metrics = ServiceMetrics("api", http=True, otel=True)
+    metrics.count_logs()
+    faults = RuntimeFaults(args.faults_file, "api")
     release = load_release(args.release_dir, "api")
     endpoint = None if release.has_fault("no_telemetry") else args.otlp_endpoint
-    telemetry = setup_telemetry(SERVICE, endpoint, release.version)
+    telemetry = setup_telemetry(SERVICE, endpoint, release.version,
+                                blocked=lambda: faults.active("telemetry-export"), on_failure=metrics.export_failed)
     log.info("release %s, telemetry %s", release.version, endpoint or "off")
-    return asyncio.run(ApiServer(args, release, telemetry).run())
+    return asyncio.run(ApiServer(args, release, telemetry, metrics, faults).run())

@@ -23,6 +23,7 @@ from sandbox._common import (
     service_parser,
     setup_logging,
 )
+from sandbox._metrics import RedisDropper, RuntimeFaults, ServiceMetrics, send_metrics
 
 SERVICE = "emp-monitor"
 CHANNELS = ("job_submitted", "update_job_progress", "complete_job", "job_failed", "job_cancelled", "job_claimed",
@@ -99,11 +100,14 @@ class RedisManager(threading.Thread):
                 pass
 
 
-def make_handler(manager: RedisManager, release):
+def make_handler(manager: RedisManager, release, metrics: ServiceMetrics):
     class Handler(JsonHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/":
+            if path == "/metrics":
+                metrics.set_redis_connected(manager.state == "connected")
+                send_metrics(self, metrics)
+            elif path == "/":
                 body = PAGE.format(state=manager.state, events=len(manager.events)).encode("utf-8")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -135,16 +139,20 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args(build_parser(), argv)
     setup_logging(SERVICE, args.log_file)
+    metrics = ServiceMetrics("monitor")
+    metrics.count_logs()
+    faults = RuntimeFaults(args.faults_file, "monitor")
     release = load_release(args.release_dir, "monitor")
     stop = StopFlag()
     manager = RedisManager(args.redis_url, None if release.has_fault("no_redis_client") else SERVICE,
                            args.redis_retries, args.redis_retry_interval,
                            not release.has_fault("no_reconnect"), stop.event)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(manager, release))
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(manager, release, metrics))
     server.daemon_threads = True
     stop.on_stop(server.shutdown)
     log.info("%s %s listening on %s:%d", SERVICE, release.version, args.host, server.server_address[1])
     manager.start()
+    RedisDropper(args.redis_url, faults, stop.event).start()
     server.serve_forever(poll_interval=0.2)
     server.server_close()
     manager.join(timeout=2)

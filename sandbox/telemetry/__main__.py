@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sandbox._common import StopFlag, setup_logging
+from sandbox._metrics import ServiceMetrics
 
 from . import SIGNALS
 from .faults import FaultError, MODES
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-rejected", type=int, default=1, help="partial fault: items rejected per request")
     parser.add_argument("--state-dir", default=os.environ.get("EMP_SANDBOX_STATE"),
                         help="directory for telemetry.json (default $EMP_SANDBOX_STATE; none = not written)")
+    parser.add_argument("--prometheus-url", default=None,
+                        help="Prometheus engine the PromQL API forwards to, e.g. http://127.0.0.1:9090 (it "
+                             "scrapes GET /dash0/metrics of the query port); without it PromQL answers 503")
     parser.add_argument("--log-file", default=None, help="log file (stderr when absent)")
     return parser
 
@@ -77,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error(f"--host {args.host}: the sandbox binds loopback only")
     log = setup_logging("telemetry", args.log_file)
+    service_metrics = ServiceMetrics("telemetry", redis_client=False)
+    service_metrics.count_logs()
     backend = Backend(args.token, args.dataset or ["default"], args.max_items,
-                      "_total" if args.metrics_suffix == "total" else "")
+                      "_total" if args.metrics_suffix == "total" else "", args.prometheus_url, service_metrics)
     if args.fault != "none":
         try:
             backend.faults.apply({"mode": args.fault, "signals": args.fault_signals.split(","),

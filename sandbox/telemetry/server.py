@@ -5,7 +5,8 @@ collapsed by giving two roles the same port):
 
 - ``otlp``   POST /v1/traces, /v1/metrics, /v1/logs (the collector's OTLP/HTTP receiver)
 - ``query``  the Dash0 query API (POST /api/spans, POST /api/logs,
-             GET|POST /api/prometheus/api/v1/query), Tempo (GET /api/traces/{id},
+             GET|POST /api/prometheus/api/v1/query and query_range, forwarded to the Prometheus engine),
+             GET /dash0/metrics (the ingested metrics for that engine to scrape), Tempo (GET /api/traces/{id},
              GET /api/v2/traces/{id}, GET /api/search) and Jaeger api/v3
              (GET /api/v3/traces/{id}, GET /api/v3/traces?query.service_name=...)
 - ``health`` GET / (health_check extension JSON) and GET /metrics (self-metrics)
@@ -29,23 +30,30 @@ import logging
 import re
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from datetime import datetime, timezone
 from http.server import ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from sandbox._common import JsonHandler
 
-from . import codec, promql
+from sandbox._metrics import ServiceMetrics
+
+from . import EXPOSITION_PATH, codec, exposition
 from .faults import FaultError, Faults
 from .selfmetrics import SelfMetrics
-from .store import Record, Store, data_point, group_otlp, metric_kind
+from .store import Record, Store, group_otlp
 
 log = logging.getLogger("telemetry")
 
 MAX_BODY = 32 * 1024 * 1024
 PAGE_LIMIT = 200
-SYNTHETIC_METRICS = {"dash0_spans": "traces", "dash0_logs": "logs", "dash0_metrics_datapoints": "metrics"}
+PROMETHEUS_PATHS = ("/api/prometheus/api/v1/query", "/api/prometheus/api/v1/query_range")
+PROMETHEUS_TIMEOUT_S = 30.0
+# loopback only: never through an http_proxy of the environment
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _RELATIVE_TIME = re.compile(r"^now(?:([+-])(\d+(?:\.\d+)?)(ms|s|m|h|d|w))?$")
 _TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -60,8 +68,11 @@ class ApiError(Exception):
 class Backend:
     """All state of one telemetry backend process."""
 
-    def __init__(self, token: str, datasets: list[str], max_items: int = 50000, metrics_suffix: str = ""):
+    def __init__(self, token: str, datasets: list[str], max_items: int = 50000, metrics_suffix: str = "",
+                 prometheus_url: str | None = None, service_metrics: ServiceMetrics | None = None):
         self.token = token
+        self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
+        self.service_metrics = service_metrics
         self.datasets = datasets or ["default"]
         self.store = Store(max_items)
         self.faults = Faults()
@@ -167,54 +178,33 @@ class Backend:
             answer["cursors"] = {"after": encode_cursor(page[-1])}
         return answer
 
-    def prometheus_query(self, params: dict[str, str], headers: Any) -> dict[str, Any]:
-        dataset = self.authorize(headers)
-        query = params.get("query", "")
-        when = parse_eval_time(params.get("time"))
+    def prometheus_forward(self, method: str, path: str, params: dict[str, str], body: bytes,
+                           headers: Any) -> tuple[int, bytes]:
+        """/api/prometheus/api/v1/query[_range]: auth checked here, PromQL evaluated by the Prometheus engine
+        that scrapes this stand-in's exposition (``--prometheus-url``). Its answer is passed on as is."""
         try:
-            result = promql.evaluate(promql.parse(query), self.series_source(dataset), when)
-        except promql.PromQLError as exc:
-            raise ApiError(400, str(exc)) from exc
-        return {"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": labels, "value": [when, promql.format_value(value)]} for labels, value in result]}}
-
-    def series_source(self, dataset: str) -> Callable[[str], Iterable[promql.Series]]:
-        def source(name: str) -> Iterable[promql.Series]:
-            if name in SYNTHETIC_METRICS:
-                return self._synthetic_series(name, SYNTHETIC_METRICS[name], dataset)
-            return self._ingested_series(name, dataset)
-        return source
-
-    def _synthetic_series(self, name: str, signal: str, dataset: str) -> list[promql.Series]:
-        """dash0.spans & co: counters of ingested items, one series per resource."""
-        groups: dict[tuple, list[float]] = {}
-        labels_of: dict[tuple, dict[str, str]] = {}
-        for record in self.store.select(signal, lambda r: r.dataset == dataset):
-            labels = {promql.normalize(k): str(v) for k, v in record.resource_attributes.items()}
-            key = tuple(sorted(labels.items()))
-            labels_of[key] = dict(labels, __name__=name)
-            groups.setdefault(key, []).append(record.visible_at)
-        series = []
-        for key, stamps in groups.items():
-            stamps.sort()
-            series.append(promql.Series(labels_of[key], [(t, float(i + 1)) for i, t in enumerate(stamps)],
-                                        counter_history=True))
-        return series
-
-    def _ingested_series(self, name: str, dataset: str) -> list[promql.Series]:
-        groups: dict[tuple, promql.Series] = {}
-        for record in self.store.select("metrics", lambda r: r.dataset == dataset):
-            for series_name, value in _metric_values(record):
-                if series_name != name:
-                    continue
-                labels = {promql.normalize(k): str(v) for k, v in record.resource_attributes.items()}
-                labels.update({promql.normalize(k): str(v) for k, v in record.attributes.items()})
-                labels["__name__"] = name
-                key = tuple(sorted(labels.items()))
-                groups.setdefault(key, promql.Series(labels, [])).samples.append((record.time_ns / 1e9, value))
-        for series in groups.values():
-            series.samples.sort()
-        return list(groups.values())
+            self.authorize(headers)
+        except ApiError as exc:
+            error_type = "unauthorized" if exc.status == 401 else "forbidden"
+            return exc.status, json.dumps({"status": "error", "errorType": error_type, "error": exc.message}).encode()
+        if not self.prometheus_url:
+            return 503, json.dumps({"status": "error", "errorType": "unavailable",
+                                    "error": "no Prometheus engine behind this stand-in (--prometheus-url)"}).encode()
+        form = dict(params)
+        if method == "POST":
+            form.update(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        request = urllib.request.Request(self.prometheus_url + path[len("/api/prometheus"):],
+                                         data=urllib.parse.urlencode(form).encode(), method="POST",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            with _OPENER.open(request, timeout=PROMETHEUS_TIMEOUT_S) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as exc:  # 400 bad_data, 422 execution, 503: the engine's own answer
+            return exc.code, exc.read()
+        except OSError as exc:
+            return 503, json.dumps({"status": "error", "errorType": "unavailable",
+                                    "error": f"the sandbox Prometheus at {self.prometheus_url} did not answer: "
+                                             f"{exc}"}).encode()
 
     # ------------------------------------------------------------------ Tempo / Jaeger
     def trace_blocks(self, trace_id: str) -> list[dict[str, Any]]:
@@ -233,23 +223,17 @@ class Backend:
             return 503, {"status": "Server not available", "upSince": up_since, "uptime": uptime}
         return 200, {"status": "Server available", "upSince": up_since, "uptime": uptime}
 
+    def self_metrics(self) -> bytes:
+        """The collector's self-metrics, then the process and log metrics every sandbox service exposes."""
+        text = self.metrics.render().encode()
+        if self.service_metrics is not None:
+            text += self.service_metrics.render()[0]
+        return text
+
     def reset(self) -> None:
         self.store.clear()
         self.metrics.reset()
         self.faults.apply({"mode": "none"})
-
-
-def _metric_values(record: Record) -> list[tuple[str, float]]:
-    """(prometheus series name, value) pairs one data point contributes."""
-    base = promql.normalize(record.item.get("name", ""))
-    kind = metric_kind(record.item)
-    point = data_point(record.item)
-    if kind in ("gauge", "sum"):
-        value = point.get("asDouble", point.get("asInt"))
-        return [(base, float(value))] if value is not None else []
-    if kind in ("histogram", "exponentialHistogram", "summary"):
-        return [(f"{base}_count", float(point.get("count", 0))), (f"{base}_sum", float(point.get("sum", 0.0)))]
-    return []
 
 
 def parse_time_reference(value: Any) -> float:
@@ -268,15 +252,6 @@ def parse_time_reference(value: Any) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.timestamp()
-
-
-def parse_eval_time(value: str | None) -> float:
-    if not value:
-        return time.time()
-    try:
-        return float(value)
-    except ValueError:
-        return parse_time_reference(value)
 
 
 def parse_filters(filters: Any) -> list[Callable[[Record], bool]]:
@@ -419,8 +394,11 @@ class Handler(JsonHandler):
                 return self.otlp(method, path[len("/v1/"):])
             if "query" in roles and path.startswith("/api/"):
                 return self.query(method, path, params)
+            if "query" in roles and path == EXPOSITION_PATH:
+                text = exposition.render(self.backend.store, self.backend.default_dataset)
+                return self.send_bytes(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
             if "health" in roles and path == "/metrics":
-                return self.send_bytes(200, self.backend.metrics.render().encode(),
+                return self.send_bytes(200, self.backend.self_metrics(),
                                        {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
             if "health" in roles and path == "/":
                 status, body = self.backend.health()
@@ -448,16 +426,11 @@ class Handler(JsonHandler):
             request = self.json_body()
             return self.send_json(200, backend.query_items("traces" if path == "/api/spans" else "logs",
                                                            request, self.headers))
-        if path == "/api/prometheus/api/v1/query":
-            if method == "POST":
-                raw = self.body()
-                params = dict(params, **dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"))))
-            try:
-                return self.send_json(200, backend.prometheus_query(params, self.headers))
-            except ApiError as exc:
-                if exc.status == 400:
-                    return self.send_json(400, {"status": "error", "errorType": "bad_data", "error": exc.message})
-                raise
+        if path in PROMETHEUS_PATHS:
+            if method not in ("GET", "POST"):
+                raise ApiError(405, f"{path} is GET or POST")
+            status, payload = backend.prometheus_forward(method, path, params, self.body(), self.headers)
+            return self.send_bytes(status, payload, {"Content-Type": "application/json"})
         self.optional_auth()
         if method not in ("GET", "HEAD"):
             raise ApiError(405, f"{path} is GET only")

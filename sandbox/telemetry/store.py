@@ -26,6 +26,7 @@ _JSON_KEYS = {
     "metrics": ("resourceMetrics", "scopeMetrics", "metrics"),
     "logs": ("resourceLogs", "scopeLogs", "logRecords"),
 }
+IngestKey = tuple[str, str, tuple[tuple[str, str], ...]]
 _METRIC_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "summary")
 
 
@@ -95,11 +96,27 @@ class Store:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._records: dict[str, deque[Record]] = {s: deque(maxlen=max_items) for s in SIGNALS}
+        # items ever stored per (signal, dataset, resource attributes): monotonic, unlike the bounded
+        # deques (dash0_spans & co are counters); delayed items count once visible
+        self._ingested: dict[IngestKey, int] = {}
+        self._pending: list[tuple[float, IngestKey]] = []
 
     def clear(self) -> None:
         with self._lock:
             for records in self._records.values():
                 records.clear()
+            self._ingested.clear()
+            self._pending.clear()
+
+    def ingested(self, now: float | None = None) -> dict[IngestKey, int]:
+        """Items stored so far per (signal, dataset, sorted resource attribute pairs), visible ones only."""
+        now = time.time() if now is None else now
+        with self._lock:
+            due = [key for visible_at, key in self._pending if visible_at <= now]
+            self._pending = [(at, key) for at, key in self._pending if at > now]
+            for key in due:
+                self._ingested[key] = self._ingested.get(key, 0) + 1
+            return dict(self._ingested)
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -116,6 +133,12 @@ class Store:
             for record in kept:
                 record.seq = next(self._seq)
                 self._records[signal].append(record)
+                key = (signal, dataset, tuple(sorted((k, str(v)) for k, v in record.resource_attributes.items()
+                                                     if v is not None)))
+                if record.visible_at <= now:
+                    self._ingested[key] = self._ingested.get(key, 0) + 1
+                else:
+                    self._pending.append((record.visible_at, key))
         return len(kept)
 
     def select(self, signal: str, predicate: Callable[[Record], bool], now: float | None = None

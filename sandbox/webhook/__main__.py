@@ -11,6 +11,7 @@ import logging
 import sys
 
 from sandbox._common import StopFlag, load_release, parse_service_args, service_parser, setup_logging, setup_telemetry
+from sandbox._metrics import RedisDropper, RuntimeFaults, ServiceMetrics
 from sandbox.webhook import CLIENT_NAME, DEFAULT_RETRY, MAX_CONSECUTIVE_FAILURES, TELEMETRY_NAME
 from sandbox.webhook.processor import Processor, ProcessorSettings
 from sandbox.webhook.receivers import TestReceivers
@@ -39,12 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parse_service_args(build_parser(), argv)
     log = setup_logging("emp-webhook", args.log_file)
+    metrics = ServiceMetrics("webhook", http=True, otel=True)
+    metrics.count_logs()
+    runtime = RuntimeFaults(args.faults_file, "webhook")
     release = load_release(args.release_dir, "webhook")
     faults = set(release.faults)
     log.info("starting webhook service %s (faults: %s)", release.version, sorted(faults) or "none")
     stop = StopFlag()
     telemetry = setup_telemetry(TELEMETRY_NAME, None if "no_telemetry" in faults else args.otlp_endpoint,
-                                release.version)
+                                release.version, blocked=lambda: runtime.active("telemetry-export"),
+                                on_failure=metrics.export_failed)
 
     # 1. Redis
     link = RedisLink(args.redis_url, None if "no_redis_client" in faults else CLIENT_NAME,
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     store = WebhookStore(link)
     receivers = TestReceivers(args.public_url or "")
-    app = App(release, link, receivers, telemetry)
+    app = App(release, link, receivers, telemetry, metrics)
     if "routes_404" in faults:
         # The initialization-order bug: routes mounted while the processor did not exist yet.
         app.mount_webhook_routes(None)
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery_timeout=args.delivery_timeout, workers=args.delivery_workers,
         max_consecutive_failures=args.max_consecutive_failures)
     # 2. processor
-    processor = Processor(link, store, telemetry, settings)
+    processor = Processor(link, store, telemetry, settings, metrics, runtime)
     processor.start()
     app.processor = processor
     # 3. routes, 4. 404 handler (the router's fallback)
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.public_url:
         receivers.base_url = f"http://{host}:{port}"
     stop.on_stop(server.shutdown)
+    RedisDropper(args.redis_url, runtime, stop.event).start()
     log.info("webhook service %s listening on %s:%d", release.version, host, port)
     try:
         server.serve_forever(poll_interval=0.2)

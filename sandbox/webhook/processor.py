@@ -13,6 +13,7 @@ import http.client
 import itertools
 import json
 import logging
+import random
 import secrets
 import ssl
 import threading
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 import redis
 
 from sandbox._common import Backoff
+from sandbox._metrics import RuntimeFaults, ServiceMetrics
 from sandbox.webhook import (
     CHANNEL_EVENTS, DEFAULT_RETRY, EVENT_TYPES, MAX_CONSECUTIVE_FAILURES, USER_AGENT,
 )
@@ -302,8 +304,12 @@ class ProcessorSettings:
 
 
 class Processor:
-    def __init__(self, link: RedisLink, store: WebhookStore, telemetry: Any, settings: ProcessorSettings):
+    def __init__(self, link: RedisLink, store: WebhookStore, telemetry: Any, settings: ProcessorSettings,
+                 metrics: ServiceMetrics | None = None, faults: RuntimeFaults | None = None):
         self.link = link
+        self.faults = faults
+        self._deliveries = (metrics.counter("emp_webhook_deliveries", "Webhook deliveries by final outcome",
+                                            {"outcome": ("success", "failure")}) if metrics else None)
         self.store = store
         self.settings = settings
         self.tracer = telemetry.tracer
@@ -467,7 +473,7 @@ class Processor:
         with self.tracer.start_as_current_span("webhook.delivery", attributes={
                 "webhook.id": webhook_id, "webhook.event_type": payload["event_type"],
                 "webhook.event_id": payload["event_id"], "webhook.attempt": attempt_number}) as span:
-            outcome = post(webhook["url"], body, headers, self.settings.delivery_timeout)
+            outcome = self._faulted() or post(webhook["url"], body, headers, self.settings.delivery_timeout)
             span.set_attribute("http.response.status_code", outcome.status or 0)
         self._count(total_attempts=1)
         final = outcome.ok or attempt_number >= int(retry["max_attempts"])
@@ -488,6 +494,13 @@ class Processor:
             return
         self._finish(webhook, payload, attempt_number, outcome, first_at)
 
+    def _faulted(self) -> Outcome | None:
+        """The webhook-failures fault: that share of attempts fails before anything is sent."""
+        fault = self.faults.get("webhook-failures") if self.faults else None
+        if fault is None or random.random() >= float(fault.get("rate", 1.0)):  # noqa: S311  # not crypto
+            return None
+        return Outcome(None, "", "fault webhook-failures: delivery failed", 0.0)
+
     def _finish(self, webhook: dict[str, Any], payload: dict[str, Any], attempts: int, outcome: Outcome,
                 first_at: int) -> None:
         webhook_id = webhook["id"]
@@ -499,6 +512,8 @@ class Processor:
             "job_id": (payload.get("data") or {}).get("job_id"),
         })
         attributes = {"webhook_id": webhook_id, "event_type": payload["event_type"]}
+        if self._deliveries is not None:
+            self._deliveries.labels("success" if outcome.ok else "failure").inc()
         if outcome.ok:
             self._count(total_deliveries=1, successful_deliveries=1)
             self._success_counter.add(1, attributes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import ThreadingHTTPServer
@@ -11,6 +12,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox._common import JsonHandler, Release
+from sandbox._metrics import ServiceMetrics, send_metrics
 from sandbox.webhook import SERVICE_NAME
 from sandbox.webhook.processor import Processor, ValidationError, definition_changes, new_definition
 from sandbox.webhook.receivers import TestReceivers
@@ -58,8 +60,10 @@ class BadRequest(Exception):
 class App:
     """A tiny express-like router; unmatched method+path pairs fall through to the 404 handler."""
 
-    def __init__(self, release: Release, link: RedisLink, receivers: TestReceivers, telemetry: Any):
+    def __init__(self, release: Release, link: RedisLink, receivers: TestReceivers, telemetry: Any,
+                 metrics: ServiceMetrics | None = None):
         self.release = release
+        self.metrics = metrics
         self.link = link
         self.receivers = receivers
         self.tracer = telemetry.tracer
@@ -100,6 +104,14 @@ class App:
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, method: str, target: str, headers: dict[str, str], raw_body: bytes,
                  client_ip: str) -> Reply:
+        started = time.perf_counter()
+        route, (status, body) = self._route(method, target, headers, raw_body, client_ip)
+        if self.metrics is not None:
+            self.metrics.observe_request(route, status, time.perf_counter() - started)
+        return status, body
+
+    def _route(self, method: str, target: str, headers: dict[str, str], raw_body: bytes,
+               client_ip: str) -> tuple[str, Reply]:
         parts = urlsplit(target)
         path = parts.path or "/"
         query = dict(parse_qsl(parts.query))
@@ -111,8 +123,9 @@ class App:
                         "http.request.method": method, "http.route": pattern}) as span:
                     status, body = self._call(handler, request)
                     span.set_attribute("http.response.status_code", status)
-                return status, body
-        return 404, {"success": False, "error": "Endpoint not found", "path": target, "timestamp": iso_now()}
+                return pattern, (status, body)
+        return "unknown", (404, {"success": False, "error": "Endpoint not found", "path": target,
+                                 "timestamp": iso_now()})
 
     def _call(self, handler: Handler, request: Request) -> Reply:
         try:
@@ -267,6 +280,10 @@ class WebhookHandler(JsonHandler):
     def _handle(self) -> None:
         app: App = self.server.app  # type: ignore[attr-defined]
         raw_body = self.read_body()
+        if self.path.split("?", 1)[0] == "/metrics" and self.command in ("GET", "HEAD") and app.metrics:
+            app.metrics.set_redis_connected(app.link.connected)
+            send_metrics(self, app.metrics)
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, body = app.dispatch(self.command, self.path, headers, raw_body, self.client_address[0])
         self.send_json(status, body)

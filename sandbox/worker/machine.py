@@ -17,6 +17,8 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Histogram
+
 from sandbox._common import (
     JsonHandler,
     StopFlag,
@@ -26,6 +28,7 @@ from sandbox._common import (
     setup_logging,
     setup_telemetry,
 )
+from sandbox._metrics import RedisDropper, RuntimeFaults, ServiceMetrics, send_metrics
 from sandbox.worker.runner import SERVICES_BY_TYPE, Worker, WorkerSettings, iso_now
 
 SERVICE = "emp-worker"
@@ -79,8 +82,16 @@ class MemoryLeak(threading.Thread):
 
 
 class Machine:
-    def __init__(self, args: argparse.Namespace, release, telemetry, stop: StopFlag):
+    def __init__(self, args: argparse.Namespace, release, telemetry, stop: StopFlag, metrics: ServiceMetrics,
+                 faults: RuntimeFaults):
         self.args = args
+        self.metrics = metrics
+        self.faults = faults
+        self.jobs_completed = metrics.counter("emp_jobs_completed", "Jobs finished by the workers, by status",
+                                              {"status": ("completed", "failed")})
+        self.job_seconds = Histogram("emp_job_processing_seconds", "Job processing time (claim to completion)",
+                                     registry=metrics.registry)
+        self.runtime_leak: MemoryLeak | None = None
         self.release = release
         self.telemetry = telemetry
         self.stop = stop
@@ -91,7 +102,8 @@ class Machine:
             heartbeat_ttl=args.heartbeat_ttl, max_scan=args.max_scan, job_duration_ms=args.job_duration_ms,
             asset_dir=Path(args.asset_dir) if args.asset_dir else None,
             client_named=not release.has_fault("no_redis_client"),
-            reconnect=not release.has_fault("no_reconnect"), backoff_cap=args.redis_backoff_cap)
+            reconnect=not release.has_fault("no_reconnect"), backoff_cap=args.redis_backoff_cap,
+            stalled=lambda: faults.active("jobs-stalled"), on_job=self.job_done)
         self.workers = [Worker(worker_type, index, settings, stop.event, telemetry, release.version)
                         for worker_type, count in parse_worker_spec(args.workers) for index in range(count)]
         self.leak = (MemoryLeak(args.leak_mb_per_s, args.leak_cap_mb, stop.event)
@@ -115,6 +127,8 @@ class Machine:
             self.leak.start()
         heartbeat = threading.Thread(target=self.heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
+        threading.Thread(target=self.leak_fault_loop, name="leak-fault", daemon=True).start()
+        RedisDropper(self.args.redis_url, self.faults, self.stop.event).start()
         self.stop.event.wait()
         log.info("shutting down")
         for worker in self.workers:
@@ -123,6 +137,22 @@ class Machine:
         self.server.server_close()
         self.telemetry.shutdown(2.0)
         return 0
+
+    def job_done(self, status: str, seconds: float) -> None:
+        self.jobs_completed.labels(status).inc()
+        self.job_seconds.observe(seconds)
+
+    def leak_fault_loop(self) -> None:
+        """The worker-memory-leak runtime fault: a leak thread while it is active (freed once cleared)."""
+        while not self.stop.event.wait(0.5):
+            fault = self.faults.get("worker-memory-leak")
+            if fault is not None and self.runtime_leak is None:
+                self.runtime_leak = MemoryLeak(float(fault.get("mb_per_s", 5.0)), self.args.leak_cap_mb,
+                                               threading.Event())
+                self.runtime_leak.start()
+            elif fault is None and self.runtime_leak is not None:
+                self.runtime_leak.stop.set()
+                self.runtime_leak = None
 
     def heartbeat_loop(self) -> None:
         while not self.stop.event.wait(self.args.heartbeat_interval):
@@ -217,6 +247,9 @@ class Machine:
                     self.send_json(200, machine.status())
                 elif path == "/services":
                     self.send_json(200, {"services": machine.services()})
+                elif path == "/metrics":
+                    machine.metrics.set_redis_connected(machine.redis_summary()["connected"])
+                    send_metrics(self, machine.metrics)
                 elif path in ("/pm2/jlist", "/jlist"):
                     self.send_json(200, machine.pm2_jlist())
                 elif re.fullmatch(r"/services/[^/]+/health", path):
@@ -283,8 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     except (argparse.ArgumentTypeError, ValueError) as exc:
         parser.error(f"--workers: {exc}")
     setup_logging(SERVICE, args.log_file)
+    metrics = ServiceMetrics("worker", otel=True)
+    metrics.count_logs()
+    faults = RuntimeFaults(args.faults_file, "worker")
     stop = StopFlag()
     release = load_release(args.release_dir, "worker")
     endpoint = None if release.has_fault("no_telemetry") else args.otlp_endpoint
-    telemetry = setup_telemetry(SERVICE, endpoint, release.version)
-    return Machine(args, release, telemetry, stop).run()
+    telemetry = setup_telemetry(SERVICE, endpoint, release.version,
+                                blocked=lambda: faults.active("telemetry-export"), on_failure=metrics.export_failed)
+    return Machine(args, release, telemetry, stop, metrics, faults).run()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,6 +43,8 @@ class WorkerSettings:
     client_named: bool = True      # False: the no_redis_client fault
     reconnect: bool = True         # False: the no_reconnect fault
     backoff_cap: float = 2.0
+    stalled: Callable[[], bool] = lambda: False   # the jobs-stalled runtime fault
+    on_job: Callable[[str, float], Any] | None = None  # (completed|failed, seconds) for /metrics
 
 
 @dataclass
@@ -157,6 +159,9 @@ class Worker(threading.Thread):
                         self.log.info("registered (%s)", ", ".join(self.capabilities["job_service_required_map"]))
                         backoff.reset()
                     self.status = "idle"
+                    if self.settings.stalled():  # the jobs-stalled fault: nothing is claimed
+                        self.stop.wait(self.settings.poll_interval)
+                        continue
                     claimed = self.claim()
                     if claimed is None:
                         self.stop.wait(self.settings.poll_interval)
@@ -218,12 +223,16 @@ class Worker(threading.Thread):
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 self.fail(job_id, job, str(exc))
                 self.jobs_counter.add(1, {"outcome": "failed", "connector": self.worker_type})
+                outcome = "failed"
             else:
                 self.complete(job_id, job, result)
                 self.jobs_counter.add(1, {"outcome": "completed", "connector": self.worker_type})
+                outcome = "completed"
             finally:
                 self.stats.current_job_id = ""
                 self.job_duration.record(time.perf_counter() - started, {"connector": self.worker_type})
+            if self.settings.on_job is not None:
+                self.settings.on_job(outcome, time.perf_counter() - started)
 
     def execute(self, job_id: str, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         duration_ms = payload.get("duration_ms", self.settings.job_duration_ms) if isinstance(payload, dict) else \

@@ -12,9 +12,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import requests
 from conftest import ROOT, RedisServer, free_port, wait_for_port
 
 import sandbox.redis as sandbox_redis
@@ -235,3 +237,53 @@ def module_otlp_sink():
     sink = OtlpSink()
     yield sink
     sink.close()
+
+
+# --------------------------------------------------------------------------- the sandbox CLI
+def cli(state_dir: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m sandbox --state-dir D ...`` as a user runs it."""
+    proc = subprocess.run([sys.executable, "-m", "sandbox", "--state-dir", str(state_dir), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), check=False,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if check:
+        assert proc.returncode == 0, f"sandbox {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def status(state_dir: Path) -> dict:
+    return json.loads(cli(state_dir, "status", "--json").stdout)
+
+
+def recorded_processes(state_dir: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (state_dir / "run").glob("*.json")}
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def dash0_promql(current: dict, expr: str, headers: dict | None = None, path: str = "query",
+                 **params: Any) -> requests.Response:
+    """PromQL through the Dash0 stand-in's Prometheus API (``status["prometheus_api"]``), with the
+    sandbox token and dataset unless ``headers`` says otherwise; POSTed form-encoded as Grafana does."""
+    if headers is None:
+        headers = {"Authorization": f"Bearer {current['query_token']}", "Dash0-Dataset": current["dataset"]}
+    return requests.post(f"{current['prometheus_api']}/api/v1/{path}", data={"query": expr, **params},
+                         headers=headers, timeout=10)

@@ -8,64 +8,32 @@ import hashlib
 import hmac
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import redis
 import requests
-from conftest import ROOT
-from sandbox_fixtures import EVENT_DEADLINE, client_names, wait_until
+from sandbox_fixtures import (
+    EVENT_DEADLINE,
+    alive,
+    cli,
+    client_names,
+    group_members,
+    recorded_processes,
+    status,
+    wait_until,
+)
 
 # pylint: disable=redefined-outer-name
 TIMEOUT = 5
 STATUS_KEYS = {"redis", "api", "webhook", "otlp", "query", "collector_health", "collector_metrics", "ngrok_api",
-               "ngrok_binary", "releases_dir", "versions"}
+               "ngrok_binary", "releases_dir", "versions", "prometheus", "prometheus_api"}
 APP_CLIENTS = {"emp-api", "emp-webhook", "emp-monitor"}
 # `up`, a second `up` and `down` take a few seconds; a command that instead waits out a service's
 # Redis retries (30 x 1 s) or SIGKILL escalation (6 s per service) exceeds this. Generous for a
 # loaded 2-core box running tests in parallel.
 PROMPT_COMMAND = 25.0
-
-
-def cli(state_dir: Path, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "sandbox", "--state-dir", str(state_dir), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), check=False,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    if check:
-        assert proc.returncode == 0, f"sandbox {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def status(state_dir: Path) -> dict:
-    return json.loads(cli(state_dir, "status", "--json").stdout)
-
-
-def recorded_processes(state_dir: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (state_dir / "run").glob("*.json")}
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry))
-    return members
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +187,8 @@ def test_redis_restart_every_service_reconnects(sandbox):
 def test_down_leaves_no_process(sandbox):
     state_dir = sandbox["state_dir"]
     records = recorded_processes(state_dir)
-    assert set(records) == {"redis", "telemetry", "api", "webhook", "worker", "monitor", "ngrok"}
+    assert set(records) == {"redis", "prometheus", "telemetry", "api", "webhook", "worker", "monitor", "traffic",
+                            "ngrok"}
     ports = [port for record in records.values() for port in record["ports"].values()]
     started = time.monotonic()
     cli(state_dir, "down")

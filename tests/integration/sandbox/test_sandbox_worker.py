@@ -86,7 +86,9 @@ def test_registration_and_heartbeat(worker, r):
     first = r.hget(f"worker:{MOCK_ID}", "last_heartbeat")
     wait_until(lambda: r.hget(f"worker:{MOCK_ID}", "last_heartbeat") != first, timeout=EVENT_DEADLINE,
                message="heartbeat refreshed")
-    assert r.exists("machine:m1:info") and 0 < r.ttl("machine:m1:info") <= 120
+    # machine:{id}:info is written right after the heartbeats of the same round: wait for it too
+    wait_until(lambda: r.exists("machine:m1:info"), timeout=EVENT_DEADLINE, message="machine info written")
+    assert 0 < r.ttl("machine:m1:info") <= 120
     names = client_names(worker_redis_port(r))
     assert f"emp-worker:{MOCK_ID}" in names and f"emp-worker:{OLLAMA_ID}" in names
 

@@ -174,39 +174,100 @@ def test_otlp_paths_and_methods(backend):
     assert requests.post(backend.otlp + "/v1/nothing", data=b"", headers=PROTOBUF, timeout=TIMEOUT).status_code == 404
 
 
+def promql_result(backend, expr: str) -> list[dict]:
+    answer = promql(backend, expr)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["result"]
+
+
 def test_sdk_metrics_are_queryable_by_name_and_counted(backend):
+    backend.wait_scraped()
     reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{backend.otlp}/v1/metrics",
                                                               timeout=TIMEOUT), export_interval_millis=60000)
     provider = MeterProvider(resource=Resource.create({"service.name": "emp-worker"}), metric_readers=[reader])
     counter = provider.get_meter("test").create_counter("emp.jobs.completed")
     counter.add(3, {"job.type": "mock"})
+    histogram = provider.get_meter("test").create_histogram("emp.job.seconds")
+    for seconds in (2, 30, 300):  # the SDK's default buckets: ... 5, 10, 25, 50, 75, 100, 250, 500 ...
+        histogram.record(seconds)
     provider.force_flush()
     provider.shutdown()
-    by_name = promql(backend, 'emp_jobs_completed{service_name="emp-worker", job_type="mock"}').json()
-    assert by_name["status"] == "success"
-    assert [r["value"][1] for r in by_name["data"]["result"]] == ["3"]
-    quoted = promql(backend, '{"emp.jobs.completed", "job.type"="mock"}').json()
-    assert quoted["data"]["result"][0]["metric"]["__name__"] == "emp_jobs_completed"
-    datapoints = promql(backend, "sum(dash0_metrics_datapoints)").json()
-    assert float(datapoints["data"]["result"][0]["value"][1]) >= 1
+    # visible once the Prometheus engine has scraped the stand-in (1 s interval)
+    selector = 'emp_jobs_completed{service_name="emp-worker", job_type="mock"}'
+    by_name = wait_until(lambda: promql_result(backend, selector), interval=0.2, message="the OTLP counter in PromQL")
+    assert [r["value"][1] for r in by_name] == ["3"]
+    assert by_name[0]["metric"]["job"] == "dash0"
+    buckets = promql_result(backend, 'emp_job_seconds_bucket{service_name="emp-worker"}')
+    cumulative = {float(r["metric"]["le"]): r["value"][1] for r in buckets}
+    assert (cumulative[5], cumulative[50], cumulative[500], cumulative[float("inf")]) == ("1", "2", "3", "3")
+    median = promql_result(backend, 'histogram_quantile(0.5, emp_job_seconds_bucket{service_name="emp-worker"})')
+    assert 25 < float(median[0]["value"][1]) <= 50
+    datapoints = promql_result(backend, "sum(dash0_metrics_datapoints)")
+    assert float(datapoints[0]["value"][1]) >= 1
 
 
 def test_dash0_span_and_log_counters(backend):
+    backend.wait_scraped()  # no series of an earlier test left in PromQL
     send_spans(backend, "emp-api", count=3)
     send_spans(backend, "emp-webhook", count=2)
-    answer = promql(backend, "sum by (service_name) (increase(dash0_spans[5m]))").json()
-    counts = {r["metric"]["service_name"]: r["value"][1] for r in answer["data"]["result"]}
-    assert counts == {"emp-api": "3", "emp-webhook": "2"}
-    one = promql(backend, '{"dash0.spans", "service.name"="emp-webhook"}').json()["data"]["result"]
-    assert [r["value"][1] for r in one] == ["2"]
-    assert promql(backend, "sum(dash0_logs)").json()["data"]["result"] == []
+
+    def counts() -> dict[str, str]:
+        return {r["metric"]["service_name"]: r["value"][1]
+                for r in promql_result(backend, "sum by (service_name) (dash0_spans)")}
+    wait_until(lambda: counts() == {"emp-api": "3", "emp-webhook": "2"}, message="span counters in PromQL")
+    assert promql_result(backend, "sum(dash0_logs)") == []
 
 
-@pytest.mark.parametrize("expr", ["sum(", "rate(dash0_spans)", "foo[5m]", "histogram_quantile(0.9, x)", ""])
+def test_odd_attribute_values_survive_the_exposition(backend):
+    backend.wait_scraped()
+    odd = 'a "quoted" \\ back\nslash'
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{backend.otlp}/v1/metrics",
+                                                              timeout=TIMEOUT), export_interval_millis=60000)
+    provider = MeterProvider(resource=Resource.create({"service.name": "odd", "service.version": "1.0"}),
+                             metric_readers=[reader])
+    provider.get_meter("test").create_up_down_counter("emp.odd").add(-2, {"note": odd, "9lives": "yes"})
+    provider.force_flush()
+    provider.shutdown()
+    found = wait_until(lambda: promql_result(backend, 'emp_odd{service_name="odd"}'), interval=0.2, message="emp_odd")
+    assert found[0]["metric"]["note"] == odd and found[0]["metric"]["_9lives"] == "yes"
+    assert found[0]["metric"]["service_version"] == "1.0" and found[0]["value"][1] == "-2"
+
+
+def test_query_range_is_forwarded(backend):
+    backend.wait_scraped()
+    send_spans(backend, "emp-api", count=2)
+    wait_until(lambda: promql_result(backend, 'dash0_spans{service_name="emp-api"}'), message="span counter")
+    now = time.time()
+    answer = requests.post(backend.query + "/api/prometheus/api/v1/query_range", headers=backend.auth, timeout=TIMEOUT,
+                           data={"query": 'dash0_spans{service_name="emp-api"}', "start": now - 30, "end": now,
+                                 "step": "1"})
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["resultType"] == "matrix"
+    assert data["result"][0]["values"][-1][1] == "2"
+
+
+@pytest.mark.parametrize("expr", ["sum(", "rate(dash0_spans)", "foo{", ""])
 def test_promql_errors_are_bad_data(backend, expr):
     answer = promql(backend, expr)
     assert answer.status_code == 400
     assert answer.json()["status"] == "error" and answer.json()["errorType"] == "bad_data"
+
+
+def test_promql_without_an_engine_is_unavailable(tmp_path):
+    with TelemetryProcess(tmp_path, prometheus=False) as process:
+        answer = promql(process, "up")
+    assert answer.status_code == 503
+    assert answer.json()["errorType"] == "unavailable" and "--prometheus-url" in answer.json()["error"]
+
+
+def test_promql_with_the_engine_down_is_unavailable(tmp_path):
+    with TelemetryProcess(tmp_path) as process:
+        assert promql(process, "up").status_code == 200
+        process.engine.stop()
+        answer = promql(process, "up")
+    assert answer.status_code == 503
+    assert answer.json()["errorType"] == "unavailable" and "did not answer" in answer.json()["error"]
 
 
 def test_sdk_logs_are_found_by_trace_id(backend):
@@ -267,7 +328,9 @@ def test_paging_is_complete_without_repeats(backend):
 ])
 def test_query_auth_and_dataset_checks(backend, headers, status):
     assert query(backend, "/api/spans", by_trace("0" * 32), headers=headers).status_code == status
-    assert promql(backend, "dash0_spans", headers=headers).status_code == status
+    answer = promql(backend, "dash0_spans", headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["status"] == "error" and answer.json()["errorType"] in ("unauthorized", "forbidden")
 
 
 def test_datasets_are_separate(backend):
