@@ -104,6 +104,7 @@ def window(start: int, values: list) -> dict:
     return {"start": start, "end": start + STEP * (len(values) - 1), "step": f"{STEP}s"}
 
 
+@pytest.mark.compat
 def test_instant_and_range_queries_read_the_figures_prometheus_holds(tmp_path, prom, window_start):
     reducers = {"last": BF_GAUGE[-1], "min": min(BF_GAUGE), "max": max(BF_GAUGE),
                 "avg": sum(BF_GAUGE) / len(BF_GAUGE), "sum": sum(BF_GAUGE)}
@@ -155,6 +156,7 @@ def test_empty_nan_infinities_and_several_series_are_named(tmp_path, prom, windo
     assert "reduce max needs one series, but the query returned 2 series" in ambiguous["msg"]
 
 
+@pytest.mark.compat
 def test_failures_are_classified(tmp_path, prom, prom_auth):
     unavailable = (503, "application/json", b'{"status":"error","errorType":"unavailable","error":"too many queries"}')
     with MisbehavingServer([("POST", "/stall/api/v1/query", drip_headers()),
@@ -236,6 +238,7 @@ def gate(name: str, args: dict, criteria: list[str], samples: int = 2, interval:
                                 "criteria": criteria}}
 
 
+@pytest.mark.compat
 def test_gates_decide_on_metric_queries(tmp_path, prom):
     down = {"url": f"http://127.0.0.1:{free_port()}", "query": "vector(1)", "timeout": 2}
     gates = [
