@@ -55,6 +55,16 @@ SPECIALS = ("NaN", "+Inf", "-Inf")
 RESULT_TYPES = ("vector", "matrix", "scalar", "string")
 # Prometheus answers at most 11,000 points per series in a range query.
 MAX_POINTS = 11000
+# The connection options of every user of this client (doc fragment emp.deploy.prometheus).
+PROM_CONNECTION_ARGSPEC: dict = dict(
+    url=dict(type="str", required=True),
+    headers=dict(type="dict", default={}, no_log=True),
+    bearer_token=dict(type="str", no_log=True),
+    dataset=dict(type="str"),
+    timeout=dict(type="float", default=10.0),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+)
 # An API error body is read for its message only.
 BODY_LIMIT = 64 * 1024 * 1024
 
@@ -345,6 +355,15 @@ class PromClient:
         for secret in self._secrets:
             text = text.replace(secret, "********")
         return text
+
+
+def client_from(params: dict, user_agent: str = "emp.deploy") -> PromClient:
+    """A PromClient from the options of PROM_CONNECTION_ARGSPEC (a module's params, the watch's prometheus dict)."""
+    return PromClient(params["url"], headers=params.get("headers") or {}, bearer_token=params.get("bearer_token"),
+                      dataset=params.get("dataset"),
+                      timeout=10.0 if params.get("timeout") is None else params["timeout"],
+                      validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
+                      user_agent=user_agent)
 
 
 def check_range(start: float, end: float, step: float) -> None:
