@@ -394,3 +394,17 @@ def test_probe_check_runs_its_module_and_cannot_pass_without_measuring(tmp_path,
     [second] = last_result(tmp_path)["emp_watch_pass"]["results"]
     assert second["decision"] == "NO-DATA" and "collector down" in second["reason"], second
     assert len(calls.read_text().splitlines()) == 2, "one module run per pass, none at validate"
+
+
+def test_store_down_from_the_start_validates_with_a_warning_and_measures_nothing(tmp_path, exporter, prometheus):
+    """A metric store that cannot answer at the start does not stop the watch (it may come back), and
+    what the watch could not measure is NO-DATA: no GO, no breach."""
+    run_dir = new_run_dir(tmp_path)
+    url = prometheus.url
+    prometheus.stop()
+    result, proc = run_watch(tmp_path, watch_vars(run_dir, url, [failure_check()]))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "check 'webhook_delivery_failures' could not be validated now" in proc.stderr
+    [outcome] = result["emp_watch_pass"]["results"]
+    assert outcome["decision"] == "NO-DATA" and outcome["reason"].startswith("could not measure"), outcome
+    assert result["emp_gates"] == [] and result["emp_watch"]["verdict"] == "IN_PROGRESS"
