@@ -226,13 +226,14 @@ class ActionModule(ActionBase):
 
     # --- validation before any sampling ---------------------------------------------------------
 
-    def _validated_args(self) -> dict[str, t.Any]:
-        """The options checked against ARGUMENT_SPEC; messages name types in plain words."""
+    def _validated_args(self, spec: dict[str, dict[str, t.Any]] | None = None,
+                        action: str = "emp.deploy.gate") -> dict[str, t.Any]:
+        """The options checked against the spec (ARGUMENT_SPEC); messages name types in plain words."""
         try:
-            dummy, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+            dummy, args = self.validate_argument_spec(argument_spec=spec or ARGUMENT_SPEC)
         except AnsibleActionFail as exc:
             # name the action as users write it, not its Python module
-            message = to_text(exc.message).replace(f"({self._load_name})", "(emp.deploy.gate)")
+            message = to_text(exc.message).replace(f"({self._load_name})", f"({action})")
             raise AnsibleActionFail(plain_type_names(message)) from None
         return args
 
@@ -413,6 +414,14 @@ class _GateRun:
                     break
         finally:
             self.action.cleanup_remote()
+
+    def add_measured(self, sample: t.Any, started: float) -> None:
+        """One sample judged by the criteria (for emp.deploy.watch, which measures on its own schedule)."""
+        self._record_measured(sample, started)
+
+    def add_unmeasured(self, kind: str, why: str | None, started: float) -> None:
+        """One sample that could not measure (ERROR or NO_DATA), as the gate counts it."""
+        self._record(None, kind, why, started)
 
     def _classify_sample(self, module: str, sample: dict[str, t.Any], check_mode: bool) -> tuple[str | None, str | None]:
         """(ERROR | NO_DATA | None, why): a probe that changed (or would change) the target measured nothing."""
