@@ -79,7 +79,7 @@ def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
         envvars=env, quiet=True, timeout=240, cancel_callback=soaking,
     )
     assert runner.status == "canceled"
-    (run_dir,) = list(reports.iterdir())
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     deadline = time.monotonic() + 60
     while not (run_dir / "summary.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # the watcher notices the death and writes the summary

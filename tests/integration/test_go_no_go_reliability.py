@@ -241,7 +241,7 @@ def interrupt(tmp_path: Path, playbook: str, rollback: str, ready: t.Callable[[s
 
 
 def read_record(tmp_path: Path) -> tuple[list[dict], dict]:
-    (run_dir,) = list((tmp_path / "reports").iterdir())
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     return journal, json.loads((run_dir / "summary.json").read_text())
 
