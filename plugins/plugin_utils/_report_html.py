@@ -93,7 +93,8 @@ def _banner(view: RunView) -> str:
     if rollback.get("state") not in (None, R.ROLLBACK_NOT_STARTED) or rollback.get("why_not"):
         lines.append(f"<p>{e(_rollback_sentence(rollback))}</p>")
     if view.watch is not None:
-        lines.append(f'<p>watch: <span id="watch-verdict">{e(view.watch.verdict)}</span>, '
+        kind = {"go": "t-go", "nogo": "t-nogo"}.get(_DECISION_CLASS.get(view.watch.verdict, ""), "t-other")
+        lines.append(f'<p>watch: <span class="tag {kind}" id="watch-verdict">{e(view.watch.verdict)}</span> '
                      f"{len(view.watch.passes)} passes, {len(view.watch.alerts)} alerts</p>")
     lines.append("</header>")
     return "\n".join(lines)
@@ -380,7 +381,7 @@ def _chart(limit: Threshold, samples: list[t.Mapping[str, t.Any]]) -> str:
     ly = y(limit.value)
     title = f"{limit.path} {limit.op} {fmt_figure(limit.value)}"
     return (f'<svg class="chart" width="{_CW}" height="{_CH}" viewBox="0 0 {_CW} {_CH}" role="img" aria-label="{e(title)}">'
-            f'<text x="{_CL}" y="{_CH - 2}">{e(title[:52])}</text>'
+            f'<text x="{_CL}" y="{_CH - 4}">{e(title[:52])}</text>'
             f'<text x="2" y="{y(high - pad) + 4}">{e(fmt_figure(round(high - pad, 4)))}</text>'
             f'<text x="2" y="{y(low + pad) + 4}">{e(fmt_figure(round(low + pad, 4)))}</text>'
             f'<line class="ax" x1="{_CL - 4}" x2="{_CL - 4}" y1="4" y2="{_CH - 16}"></line>'
