@@ -29,7 +29,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
         run_dir = Path(args["run_dir"]).expanduser().resolve()
         if not (run_dir / "journal.jsonl").is_file():
             raise AnsibleActionFail(f"{run_dir} holds no journal.jsonl: give the folder of one run, "

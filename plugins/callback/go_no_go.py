@@ -47,8 +47,8 @@ description:
   - "When the run ends it writes the run's reports into the run folder: C(report.html), C(junit.xml), and
     C(incident.md) on NO-GO, and rewrites C(index.html) of the report folder (see M(emp.deploy.report) and the
     collection's C(docs/reports.md)); a report that cannot be written is a record error, never a failed run."
-  - A run whose first play sets C(emp_record: false) in its C(vars) (the collection's report playbook does)
-    keeps no record: it renders records, it is not a deployment.
+  - "A run whose first play sets C(emp_record: false) in its C(vars) (the collection's report playbook does)
+    keeps no record: it renders records, it is not a deployment."
   - Prints a compact GO/NO-GO table at the end of every run, with a host column when the rows come
     from more than one host. A gate recorded as C(redacted) (its task has C(no_log)) shows its
     decision, name and timing, never its reason or measured values. A run in which no gate ran and no

@@ -21,6 +21,8 @@ description:
     went down, or with a newer version of the collection. C(summary.json) is not needed.
   - Runs on the controller; the files are written where the controller sees O(run_dir).
   - The formats are described in the collection's C(docs/reports.md).
+author:
+  - emp.deploy maintainers (@emp-deploy)
 options:
   run_dir:
     description:

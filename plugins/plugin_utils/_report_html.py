@@ -172,7 +172,7 @@ def _timeline_section(view: RunView) -> str:
     def x(at: float) -> float:
         return round(_TL_LABEL + (at - origin) * scale, 1)
 
-    def bar(y: int, span: tuple[float, float], css: str, title: str, height: int = 12) -> str:
+    def draw(y: int, span: tuple[float, float], css: str, title: str, height: int = 12) -> str:
         width = max(round((span[1] - span[0]) * scale, 1), 2)
         return (f'<rect class="{css}" x="{x(span[0])}" y="{y + (14 - height) // 2}" width="{width}" height="{height}">'
                 f"<title>{e(title)}</title></rect>")
@@ -184,18 +184,18 @@ def _timeline_section(view: RunView) -> str:
         label = f"{phase.get('phase') or '-'} · {phase.get('component') or '-'}"
         rows.append(f'<text x="4" y="{y + 11}">{e(label[:30])}</text>')
         if span:
-            rows.append(bar(y, span, "ph", f"{label}: {phase.get('decision')} in {fmt_seconds(phase.get('duration_s'))}"))
+            rows.append(draw(y, span, "ph", f"{label}: {phase.get('decision')} in {fmt_seconds(phase.get('duration_s'))}"))
         y += _TL_ROW
-        y = _gate_rows(rows, y, phase_gates.get(index, []), finish, bar)
+        y = _gate_rows(rows, y, phase_gates.get(index, []), finish, draw)
     loose = phase_gates.get(-1, [])
     if loose:
         rows.append(f'<text x="4" y="{y + 11}">outside any phase</text>')
-        y = _gate_rows(rows, y, loose, finish, bar)
+        y = _gate_rows(rows, y, loose, finish, draw)
     rollback = view.rollback or {}
     rb_span = _span(rollback.get("started"), rollback.get("ended"), finish) if rollback.get("started") else None
     if rb_span:
         rows.append(f'<text x="4" y="{y + 11}">rollback</text>')
-        rows.append(bar(y, rb_span, "rb", _rollback_sentence(rollback)))
+        rows.append(draw(y, rb_span, "rb", _rollback_sentence(rollback)))
         budget = rollback.get("budget_s")
         if budget is not None and rb_span[0] + float(budget) <= finish:
             bx = x(rb_span[0] + float(budget))
@@ -206,7 +206,7 @@ def _timeline_section(view: RunView) -> str:
             span = _span(play.get("started"), play.get("ended"), finish)
             if span and play.get("hosts", True):
                 rows.append(f'<text x="14" y="{y + 11}">{e(str(play.get("component") or play.get("play"))[:28])}</text>')
-                rows.append(bar(y, span, "nogo" if play.get("failures") else "rb",
+                rows.append(draw(y, span, "nogo" if play.get("failures") else "rb",
                                 f"{play.get('play')}: {fmt_seconds(play.get('duration_s'))}", 8))
                 y += _TL_ROW
     ticks = []
@@ -222,7 +222,7 @@ def _timeline_section(view: RunView) -> str:
 
 
 def _gate_rows(rows: list[str], y: int, gates: list[tuple[int, dict[str, t.Any]]], finish: float,
-               bar: t.Callable[..., str]) -> int:
+               draw: t.Callable[..., str]) -> int:
     spans = []
     for index, gate in gates:
         span = _span(gate.get("started"), gate.get("ended"), finish)
@@ -233,7 +233,7 @@ def _gate_rows(rows: list[str], y: int, gates: list[tuple[int, dict[str, t.Any]]
             css = _DECISION_CLASS.get(str(gate.get("decision")), "err")
             if gate.get("decision") == R.NO_GO and not R.is_enforced_nogo(gate):
                 css = "err"
-            rows.append(bar(y, (start, end), css, f"gate {gate.get('name')}: {gate.get('decision')} ({gate.get('mode')})", 8))
+            rows.append(draw(y, (start, end), css, f"gate {gate.get('name')}: {gate.get('decision')} ({gate.get('mode')})", 8))
         y += _TL_ROW - 6
     return y + (6 if spans else 0)
 

@@ -45,36 +45,37 @@ def _first_bad_sample(gate: t.Mapping[str, t.Any]) -> dict[str, t.Any] | None:
 
 
 def _timeline(view: RunView) -> list[tuple[str, str]]:
-    events: list[tuple[str, str]] = [(str(view.started), f"run {view.run_id} started ({view.run.get('playbook')}, "
-                                                         f"release {view.release})")]
+    events: list[tuple[str, str]] = []
+
+    def add(at: t.Any, what: str) -> None:
+        events.append((str(at), what))
+
+    add(view.started, f"run {view.run_id} started ({view.run.get('playbook')}, release {view.release})")
     for phase in view.phases:
-        events.append((str(phase.get("started")), f"phase {phase.get('phase')} · {phase.get('component')} started"))
+        label = f"phase {phase.get('phase')} · {phase.get('component')}"
+        add(phase.get("started"), f"{label} started")
         if phase.get("ended"):
-            events.append((str(phase.get("ended")), f"phase {phase.get('phase')} · {phase.get('component')} ended: "
-                                                   f"{phase.get('decision')}"))
+            add(phase.get("ended"), f"{label} ended: {phase.get('decision')}")
     for gate in _bad_gates(view):
         sample = _first_bad_sample(gate)
         if sample is not None:
             figures = ", ".join(f"{k}={fmt_figure(v)}" for k, v in (sample.get("figures") or {}).items())
-            events.append((str(sample.get("time")), f"first bad sample of gate {gate.get('name')}: sample "
-                                                    f"{sample.get('index')} {sample.get('outcome')}"
-                                                    + (f" ({figures})" if figures else "")
-                                                    + (f": {sample.get('error')}" if sample.get("error") else "")))
-        events.append((str(gate.get("ended")), f"NO-GO: gate {gate.get('name')} ({gate.get('component')})"))
+            add(sample.get("time"), f"first bad sample of gate {gate.get('name')}: sample {sample.get('index')} "
+                                    f"{sample.get('outcome')}" + (f" ({figures})" if figures else "")
+                + (f": {sample.get('error')}" if sample.get("error") else ""))
+        add(gate.get("ended"), f"NO-GO: gate {gate.get('name')} ({gate.get('component')})")
     for failure in view.failures:
-        events.append((str(failure.get("ts")), f"step failed: {failure.get('task')} on {failure.get('host')}: "
-                                               f"{failure.get('msg')}"))
+        add(failure.get("ts"), f"step failed: {failure.get('task')} on {failure.get('host')}: {failure.get('msg')}")
     for rollback, label in ((view.rollback, "rollback"), (view.watch.rollback if view.watch else None, "watch rollback")):
         if rollback and rollback.get("started"):
-            events.append((str(rollback.get("started")), f"{label} of {', '.join(rollback.get('components') or [])} started"))
+            add(rollback.get("started"), f"{label} of {', '.join(rollback.get('components') or [])} started")
         if rollback and rollback.get("ended"):
-            events.append((str(rollback.get("ended")), f"{label} ended: {'ok' if rollback.get('ok') else 'FAILED'} "
-                                                       f"in {fmt_seconds(rollback.get('duration_s'))}"))
+            add(rollback.get("ended"), f"{label} ended: {'ok' if rollback.get('ok') else 'FAILED'} in "
+                                       f"{fmt_seconds(rollback.get('duration_s'))}")
     if view.ended:
-        events.append((str(view.ended), f"run ended: {view.decision}"))
-    if view.watch is not None:
-        for gate in view.watch.alerts:
-            events.append((str(gate.get("ended")), f"watch alert: {gate.get('name')} ({gate.get('component')})"))
+        add(view.ended, f"run ended: {view.decision}")
+    for gate in view.watch.alerts if view.watch is not None else []:
+        add(gate.get("ended"), f"watch alert: {gate.get('name')} ({gate.get('component')})")
     return sorted(events, key=lambda item: parse_time(item[0]) or 0.0)
 
 

@@ -47,8 +47,9 @@ def evidence(gate: t.Mapping[str, t.Any]) -> str:
     for sample in gate.get("samples") or []:
         figures = ", ".join(f"{k}={fmt_figure(v)}" for k, v in (sample.get("figures") or {}).items())
         failed = [c.get("criterion") for c in sample.get("criteria") or [] if not c.get("held")]
-        detail = "; ".join(x for x in (figures, ("failed: " + "; ".join(map(str, failed))) if failed else "",
-                                         sample.get("error") or "", sample.get("problem") or "") if x)
+        parts = (figures, "failed: " + "; ".join(map(str, failed)) if failed else "", sample.get("error") or "",
+                 sample.get("problem") or "")
+        detail = "; ".join(part for part in parts if part)
         lines.append(f"sample {sample.get('index')} at {sample.get('time')}: {sample.get('outcome')} {detail}".rstrip())
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ Record types and fields: docs/records.md; the watch records: docs/reports.md.
 from __future__ import annotations
 
 import json
+import math
 import re
 import typing as t
 from dataclasses import dataclass, field
@@ -314,7 +315,7 @@ def number(value: t.Any) -> float | None:
         result = float(str(value).strip())
     except ValueError:
         return None
-    return result if result == result and abs(result) != float("inf") else None
+    return result if math.isfinite(result) else None
 
 
 def is_could_not_measure(gate: t.Mapping[str, t.Any]) -> bool:

@@ -138,7 +138,8 @@ def _row_from_summary(entry: Path) -> dict[str, t.Any] | None:
         return None
     if not isinstance(summary, dict):
         return None
-    watch = summary.get("watch") if isinstance(summary.get("watch"), dict) else {}
+    watch = summary.get("watch")
+    watch = watch if isinstance(watch, dict) else {}
     return {"run_id": entry.name, "started": summary.get("started"), "decision": summary.get("decision"),
             "release": summary.get("emp_release"), "duration_s": summary.get("duration_s"),
             "watch": watch.get("verdict")}
