@@ -77,7 +77,7 @@ def main() -> None:
         render(run_dir)  # warm up imports and caches for both
         baseline(run_dir)
         ours, base = [], []
-        for _ in range(args.rounds):
+        for dummy in range(args.rounds):
             base.append(timed(baseline, run_dir))
             ours.append(timed(render, run_dir))
         _reports.write_reports(run_dir, index=False)
@@ -93,7 +93,7 @@ def main() -> None:
             empty = tmp / "empty.html"
             empty.write_text("<!DOCTYPE html><html><body><p>empty</p></body></html>")
             page, blank = [], []
-            for _ in range(args.browser_rounds):
+            for dummy in range(args.browser_rounds):
                 blank.append(browser_load(empty))
                 page.append(browser_load(run_dir / "report.html"))
             page_m, blank_m = statistics.median(page), statistics.median(blank)

@@ -207,7 +207,7 @@ def _timeline_section(view: RunView) -> str:
             if span and play.get("hosts", True):
                 rows.append(f'<text x="14" y="{y + 11}">{e(str(play.get("component") or play.get("play"))[:28])}</text>')
                 rows.append(draw(y, span, "nogo" if play.get("failures") else "rb",
-                                f"{play.get('play')}: {fmt_seconds(play.get('duration_s'))}", 8))
+                                 f"{play.get('play')}: {fmt_seconds(play.get('duration_s'))}", 8))
                 y += _TL_ROW
     ticks = []
     for i in range(5):
