@@ -90,3 +90,5 @@ def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
     assert summary["releases"][0]["component"] == "redis"
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert [r["type"] for r in journal][-2:] == ["run_interrupted", "run_end"]
+    # the watcher wrote the reports too, from the journal it had just ended
+    assert 'data-decision="interrupted"' in (run_dir / "report.html").read_text() and summary["record_errors"] == []

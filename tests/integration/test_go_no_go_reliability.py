@@ -259,6 +259,8 @@ def test_a_signal_mid_soak_leaves_an_interrupted_summary(tmp_path, signum):
     assert summary["phases"][0]["decision"] == "interrupted"  # not "no gate"
     assert [r["type"] for r in journal][-3:] == ["phase_end", "run_interrupted", "run_end"]
     assert all(r["schema_version"] == 1 for r in journal) and summary["schema_version"] == 1
+    report = (Path(summary["journal"]).parent / "report.html").read_text()  # written by the signal's finish too
+    assert 'data-decision="interrupted"' in report and summary["record_errors"] == []
 
 
 @pytest.mark.compat
