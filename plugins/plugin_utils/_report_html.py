@@ -239,16 +239,10 @@ def _gate_rows(rows: list[str], y: int, gates: list[tuple[int, dict[str, t.Any]]
 
 
 def _gates_by_phase(view: RunView) -> dict[int, list[tuple[int, dict[str, t.Any]]]]:
-    """Gates by the phase they ran in (by time), -1 for none."""
-    spans = [(parse_time(p.get("started")), parse_time(p.get("ended"))) for p in view.phases]
+    """Gates by the phase that recorded them, -1 for none."""
     found: dict[int, list[tuple[int, dict[str, t.Any]]]] = {}
     for index, gate in enumerate(view.gates):
-        at = parse_time(gate.get("started"))
-        owner = -1
-        for number_, (start, end) in enumerate(spans):
-            if at is not None and start is not None and at >= start and (end is None or at <= end):
-                owner = number_
-        found.setdefault(owner, []).append((index, gate))
+        found.setdefault(view.gate_phase[index], []).append((index, gate))
     return found
 
 

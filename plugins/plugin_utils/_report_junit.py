@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, Watch, fmt_figure, is_could_not_measure, parse_time,
+    RunView, Watch, fmt_figure, is_could_not_measure,
 )
 
 # characters XML 1.0 cannot carry (control characters from a probe's output)
@@ -102,34 +102,20 @@ def _tally(suite: ET.Element, statuses: list[str]) -> None:
     suite.set("errors", str(statuses.count("error")))
 
 
-def _in_phase(at: t.Any, phase: t.Mapping[str, t.Any]) -> bool:
-    moment, start, end = parse_time(at), parse_time(phase.get("started")), parse_time(phase.get("ended"))
-    return moment is not None and start is not None and moment >= start and (end is None or moment <= end)
-
-
 def render_junit(view: RunView) -> str:
     host = str(view.run.get("controller") or "localhost")
     root = ET.Element("testsuites", {"name": clean(f"emp.deploy run {view.run_id} ({view.release})"),
                                      "tests": "0", "failures": "0", "errors": "0",
                                      "time": _seconds(view.duration_s)})
-    placed: set[int] = set()
-    placed_failures: set[int] = set()
-    for phase in view.phases:
+    for number, phase in enumerate(view.phases):
         label = f"{phase.get('phase') or '-'} · {phase.get('component') or '-'}"
         suite = _suite(root, f"phase {label}", phase.get("started"), phase.get("duration_s"), host)
         classname = f"emp.deploy.{phase.get('phase') or 'phase'}.{phase.get('component') or 'component'}"
-        statuses = []
-        for index, gate in enumerate(view.gates):
-            if index not in placed and _in_phase(gate.get("started"), phase):
-                placed.add(index)
-                statuses.append(_gate_case(suite, gate, classname))
-        for index, failure in enumerate(view.failures):
-            if index not in placed_failures and _in_phase(failure.get("ts"), phase):
-                placed_failures.add(index)
-                statuses.append(_step_case(suite, failure, classname))
+        statuses = [_gate_case(suite, g, classname) for g, p in zip(view.gates, view.gate_phase) if p == number]
+        statuses += [_step_case(suite, f, classname) for f, p in zip(view.failures, view.failure_phase) if p == number]
         _tally(suite, statuses)
-    rest = [g for i, g in enumerate(view.gates) if i not in placed]
-    rest_failures = [f for i, f in enumerate(view.failures) if i not in placed_failures]
+    rest = [g for g, p in zip(view.gates, view.gate_phase) if p < 0]
+    rest_failures = [f for f, p in zip(view.failures, view.failure_phase) if p < 0]
     if rest or rest_failures:
         suite = _suite(root, "outside any phase", view.started, None, host)
         statuses = [_gate_case(suite, g, "emp.deploy.run") for g in rest]

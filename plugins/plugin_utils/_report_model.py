@@ -89,6 +89,9 @@ class RunView:
     rollback_failures: list[dict[str, t.Any]]
     interrupted: dict[str, t.Any] | None
     watch: Watch | None
+    # the phase (index into phases) each gate and each failed step was recorded in; -1: none
+    gate_phase: list[int] = field(default_factory=list)
+    failure_phase: list[int] = field(default_factory=list)
 
     @property
     def decision(self) -> str:
@@ -257,13 +260,22 @@ def build_view(run_dir: Path, records: list[dict[str, t.Any]]) -> RunView:
     deploy, watched = records[:first_watch], records[first_watch:]
     run_start = next((r for r in deploy if r["type"] == R.RUN_START), deploy[0] if deploy else records[0])
     end = next((r for r in reversed(deploy) if r["type"] == R.RUN_END), None)
-    in_rollback = False
-    gates, rollback_gates = [], []
+    gates, rollback_gates, failures = [], [], []
+    gate_phase, failure_phase = [], []
+    phase, started = -1, 0  # by position: a gate belongs to the phase whose play recorded it
     for record in deploy:
-        in_rollback = in_rollback or record["type"] == R.ROLLBACK_START
-        if record["type"] == R.GATE:
+        kind = record["type"]
+        if kind == R.PHASE_START:
+            phase, started = started, started + 1
+        elif kind == R.PHASE_END:
+            phase = -1
+        elif kind == R.GATE:
             gates.append(_strip(record))
-        elif record["type"] == R.ROLLBACK_GATE:
+            gate_phase.append(phase)
+        elif kind == R.STEP_FAILED:
+            failures.append(dict(_strip(record), ts=record.get("ts")))
+            failure_phase.append(phase)
+        elif kind == R.ROLLBACK_GATE:
             rollback_gates.append(_strip(record))
     return RunView(
         run_dir=run_dir,
@@ -272,7 +284,7 @@ def build_view(run_dir: Path, records: list[dict[str, t.Any]]) -> RunView:
         end=dict(_strip(end), ts=end.get("ts")) if end else None,
         phases=_phases(deploy),
         gates=gates,
-        failures=[dict(_strip(r), ts=r.get("ts")) for r in deploy if r["type"] == R.STEP_FAILED],
+        failures=failures,
         releases=[_strip(r) for r in deploy if r["type"] == R.RELEASE],
         rollback=_rollback_from(deploy),
         rollback_plays=_rollback_plays(deploy),
@@ -280,6 +292,8 @@ def build_view(run_dir: Path, records: list[dict[str, t.Any]]) -> RunView:
         rollback_failures=[_strip(r) for r in deploy if r["type"] == R.ROLLBACK_STEP_FAILED],
         interrupted=next((_strip(r) for r in deploy if r["type"] == R.RUN_INTERRUPTED), None),
         watch=_watch(watched),
+        gate_phase=gate_phase,
+        failure_phase=failure_phase,
     )
 
 

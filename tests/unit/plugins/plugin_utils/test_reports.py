@@ -245,3 +245,28 @@ def test_an_unwritable_report_file_is_an_error_not_an_exception(tmp_path):
 ])
 def test_thresholds_are_found_in_criteria(criterion, expected):
     assert [(x.path, x.op, x.value) for x in thresholds(criterion)] == expected
+
+
+def test_a_failed_step_fails_its_phase_suite_and_a_loose_gate_has_a_suite_of_its_own(tmp_path):
+    builder = rj.JournalBuilder("20261203T120000Z-step01")
+    builder.run_start()
+    builder.add("phase_start", phase="infrastructure", component="database", play="Phase db")
+    builder.clock.tick(1)
+    builder.add("step_failed", phase="infrastructure", component="database", host="db-1", task="Run migrations",
+                action="ansible.builtin.command", unreachable=False, msg="relation already exists",
+                reason="deployment step failed")
+    builder.clock.tick(1)
+    builder.add("phase_end", phase="infrastructure", component="database", play="Phase db", decision="NO-GO",
+                duration_s=2, nogo=["deployment step failed"])
+    builder.gate("smoke", None, None, [10, 20])
+    builder.run_end("NO-GO")
+    run_dir = written(tmp_path, builder)
+    suites = {s.get("name"): s for s in junit(run_dir)}
+    assert list(suites) == ["phase infrastructure · database", "outside any phase"]
+    (step,) = suites["phase infrastructure · database"]
+    assert step.get("name") == "step Run migrations on db-1"
+    assert step.find("failure").get("message") == "deployment step failed: relation already exists"
+    assert [c.get("name") for c in suites["outside any phase"]] == ["smoke"]
+    page = html.fromstring((run_dir / "report.html").read_bytes())
+    assert "Run migrations" in page.get_element_by_id("failures").text_content()
+    assert "Run migrations on db-1" in (run_dir / "incident.md").read_text()
