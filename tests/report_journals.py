@@ -155,12 +155,15 @@ def nogo_run(run_id: str = "20261203T120000Z-nogo01") -> JournalBuilder:
 
 
 def watch_run(run_id: str = "20261203T120000Z-watch1", passes: int = 6) -> JournalBuilder:
-    """A GO deploy, then a watch (WATCH_SPEC section 5) whose webhook check breaches in the last passes."""
+    """A GO deploy, then a watch (the records of WATCH_SPEC section 5, as the callback's attach mode writes
+    them) whose webhook check breaches in the last passes."""
     j = go_run(run_id)
     j.clock.tick(5)
-    window_started = j.clock.now()
-    j.add("watch_start", mode="follow", pid=5151, playbook="/srv/deploy/playbooks/watch.yml", window_s=86400,
-          started=window_started, ends=(j.clock.at + timedelta(seconds=86400)).isoformat().replace("+00:00", "Z"))
+    window = {"window_s": 86400, "started": j.clock.now(),
+              "ends": (j.clock.at + timedelta(seconds=86400)).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+    j.add("watch_start", mode="follow", pid=5151, playbook="/srv/deploy/playbooks/watch.yml", check_mode=False,
+          limit=None, started=j.clock.now(), invocation="5151-abc123")
+    verdict = "IN_PROGRESS"
     for index in range(passes):
         j.clock.tick(60)
         failures = 0.02 if index < passes - 2 else 0.4
@@ -172,13 +175,17 @@ def watch_run(run_id: str = "20261203T120000Z-watch1", passes: int = 6) -> Journ
              "decision": "GO" if index != 2 else "NO-DATA", "value": 120e6 if index != 2 else None,
              "reason": "resident memory within 1.5x baseline" if index != 2 else "could not measure: timeout"},
         ]
-        j.add("watch_pass", emp_watch_pass={"at": j.clock.now(), "layers": ["alert", "hourly"], "results": results})
+        verdict = "FAILED" if failures >= 0.1 else verdict
+        j.add("watch_pass", at=j.clock.now(), layers=["alert", "hourly"], results=results, mode="follow",
+              watch=dict(window, passes=index + 1, verdict=verdict, done=False), invocation="5151-abc123")
         if failures >= 0.1 and index == passes - 2:
             gate = j.gate("webhook-failure-ratio", "watch", "webhooks", [failures * 1000], limit=100,
                           path="result.failures_per_mille")
             gate["reason"] = "webhook failure ratio 0.4 >= 0.1"
     j.clock.tick(1)
-    j.add("watch_end", verdict="FAILED", interrupted=None)
+    j.add("watch_end", invocation="5151-abc123", pid=5151, playbook="/srv/deploy/playbooks/watch.yml", mode="follow",
+          started=window["started"], ended=j.clock.now(), passes=passes, alerts=1, verdict="FAILED", rollback=None,
+          interrupted=None, failures=[], rollback_record=None, running_step=None)
     return j
 
 

@@ -165,11 +165,12 @@ def _questions(view: RunView) -> list[str]:
 def render_incident(view: RunView) -> str:
     gates = _bad_gates(view)
     names = ", ".join(str(g.get("name")) for g in gates) or "failed deployment steps"
-    head = [f"# Incident draft: NO-GO of {view.release} (run {view.run_id})", "",
+    what = "NO-GO" if view.decision == R.NO_GO else "watch alert"
+    head = [f"# Incident draft: {what} of {view.release} (run {view.run_id})", "",
             "> Draft written from the run's journal by emp.deploy. Complete the TODOs; the figures below are the",
             "> recorded ones.", "",
             "## Summary", "",
-            f"- Decision: **{view.decision}** ({names})",
+            f"- Decision: **{view.decision}**" + (f" ({names})" if view.decision == R.NO_GO else f"; the watch alerted ({names})"),
             f"- Run: {view.run_id}, playbook {view.run.get('playbook')}, started {view.started} by "
             f"{view.run.get('user') or 'an unrecorded user'} on {view.run.get('controller') or 'an unrecorded controller'}, "
             f"lasted {fmt_seconds(view.duration_s)}",

@@ -217,9 +217,7 @@ def _watch(records: list[dict[str, t.Any]]) -> Watch | None:
     watch = Watch()
     for record in records:
         kind = record["type"]
-        for key in ("window_s", "started", "ends"):
-            if record.get(key) is not None and kind in (WATCH_START, WATCH_END) and getattr(watch, key) is None:
-                setattr(watch, key, record[key])
+        _take_window(watch, record)
         if kind == WATCH_START:
             watch.invocations.append({"started": record.get("ts"), "mode": record.get("mode"),
                                       "playbook": record.get("playbook"), "pid": record.get("pid"),
@@ -235,6 +233,20 @@ def _watch(records: list[dict[str, t.Any]]) -> Watch | None:
     watch.started = watch.started or (watch.invocations[0]["started"] if watch.invocations else None)
     watch.rollback = _rollback_from(records)
     return watch
+
+
+def _take_window(watch: Watch, record: t.Mapping[str, t.Any]) -> None:
+    """The watch window, from the watch state a watch_pass carries (newest wins), or window_s/ends
+    on any watch record (the invocation's own `started` is not the window's)."""
+    state = record.get("watch") if record["type"] == WATCH_PASS else None
+    if isinstance(state, t.Mapping):
+        for key in ("window_s", "started", "ends"):
+            if state.get(key) is not None:
+                setattr(watch, key, state[key])
+    elif record["type"] in (WATCH_START, WATCH_END):
+        for key in ("window_s", "ends"):
+            if record.get(key) is not None and getattr(watch, key) is None:
+                setattr(watch, key, record[key])
 
 
 def _add_pass(watch: Watch, record: t.Mapping[str, t.Any]) -> None:

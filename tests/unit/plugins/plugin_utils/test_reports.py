@@ -112,7 +112,8 @@ def test_a_watch_section_and_a_watch_suite(tmp_path):
     cases = {c.get("name"): c for c in suite}
     assert cases["check webhook-failure-ratio"].find("failure") is not None
     assert cases["check worker-memory"].find("failure") is None  # one NO-DATA pass among GO passes
-    assert (run_dir / "incident.md").exists()  # an enforced watch alert
+    # an enforced watch alert: an incident draft for a GO deployment
+    assert (run_dir / "incident.md").read_text().startswith("# Incident draft: watch alert of 1.1.0")
 
 
 def test_rendering_is_the_same_with_or_without_summary_json_and_twice(tmp_path):
