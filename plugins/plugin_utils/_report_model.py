@@ -224,7 +224,8 @@ def _watch(records: list[dict[str, t.Any]]) -> Watch | None:
                                       "ended": None, "verdict": None, "interrupted": None})
         elif kind == WATCH_END and watch.invocations:
             watch.invocations[-1].update(ended=record.get("ts"), verdict=record.get("verdict"),
-                                         interrupted=record.get("interrupted"))
+                                         interrupted=record.get("interrupted"),
+                                         mode=watch.invocations[-1]["mode"] or record.get("mode"))
             watch.verdict = str(record.get("verdict") or watch.verdict)
         elif kind == WATCH_PASS:
             _add_pass(watch, record)
