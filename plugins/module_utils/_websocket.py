@@ -91,7 +91,7 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[tuple[bool, int, bytes]]:
         self.buffer += data
-        frames = []
+        frames: list[tuple[bool, int, bytes]] = []
         while True:
             frame = self._next()
             if frame is None:

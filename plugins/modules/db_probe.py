@@ -19,7 +19,7 @@ description:
     query) in its own C(READ ONLY) transaction that is rolled back afterwards, with C(statement_timeout)
     and C(lock_timeout) set to O(statement_timeout) inside it. A query that writes fails with the
     server's C(cannot execute ... in a read-only transaction), reported in RV(problems)."
-  - A missing ledger table is a finding, not a crash - RV(migrations.ledger) is V(false), and with
+  - A missing ledger table is a finding, not a crash - C(ledger) in RV(migrations) is V(false), and with
     O(expected_migrations) that is a problem.
   - A threshold that does not hold, a query that fails, a failed or pending migration, is reported in
     RV(problems) with the figure and fails the task. A database that cannot be reached or refuses the
@@ -199,7 +199,9 @@ server:
   type: dict
   sample: {version: "15.14", max_connections: 100, connect_ms: 3.2}
 connections:
-  description: Sessions in C(pg_stat_activity) - C(database) on this database, C(total) on the server - and C(headroom) under C(max_connections), at the time of the probe.
+  description:
+    - Sessions in C(pg_stat_activity) at the time of the probe - C(database) on this database, C(total) client
+      sessions on the server - and C(headroom), what C(max_connections) leaves.
   returned: when reachable
   type: dict
   sample: {database: 4, total: 9, headroom: 91}

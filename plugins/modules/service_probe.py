@@ -76,8 +76,8 @@ options:
     type: dict
   expect_json:
     description:
-      - Expected values of O(json_query) names, for example C({not_ok: 0, redis: true}). Every successful
-        answer must give exactly that value; each name must be in O(json_query).
+      - "Expected values of O(json_query) names, for example C({not_ok: 0, redis: true}). Every successful
+        answer must give exactly that value; each name must be in O(json_query)."
     type: dict
   max_latency_p95_ms:
     description: Highest acceptable 95th percentile of the request latency in milliseconds (the API SLA is 200).

@@ -103,11 +103,12 @@ def test_each_failure_class_is_a_problem_with_its_figure(database, tmp_path):
     add_migration(database, "20250401000000_broken", finished=False)
     add_migration(database, "20250402000000_reverted", finished=False, rolled_back=True)
     results, _proc = run(tmp_path, {
-        "write": {"dbname": database, "queries": ["SELECT 1", "INSERT INTO \"Job\" (status) VALUES ('probe')",
-                                                   "DELETE FROM _prisma_migrations", "SELECT 2"]},
+        "write": {"dbname": database,
+                  "queries": ["SELECT 1", "INSERT INTO \"Job\" (status) VALUES ('probe')", "DELETE FROM _prisma_migrations",
+                              "SELECT 2"]},
         "slow": {"dbname": database, "queries": ["SELECT pg_sleep(5)"], "statement_timeout": 300},
-        "migrations": {"dbname": database, "expected_migrations": [*APPLIED, "20250401000000_broken",
-                                                                    "20250501000000_next"]},
+        "migrations": {"dbname": database,
+                       "expected_migrations": [*APPLIED, "20250401000000_broken", "20250501000000_next"]},
         "noledger": {"dbname": "postgres", "expected_migrations": APPLIED},
         "noledger_unasked": {"dbname": "postgres"},
         "headroom": {"dbname": database, "min_connection_headroom": 100000},
@@ -144,8 +145,8 @@ def test_each_failure_class_is_a_problem_with_its_figure(database, tmp_path):
     assert headroom["problems"][-1].endswith("< 100000")
 
     pool = results["pool_p95"]
-    assert pool["problems"][1:] == [f"pooled query p95 {pool['pool']['p95_ms']:.1f} ms > 1e-06 ms over "
-                                f"{pool['pool']['queries']} queries on 2 connections"]
+    assert pool["problems"][1:] == [
+        f"pooled query p95 {pool['pool']['p95_ms']:.1f} ms > 1e-06 ms over {pool['pool']['queries']} queries on 2 connections"]
     assert probe_sessions(database) == 0
 
 
@@ -185,8 +186,8 @@ def test_bad_input_is_refused_before_connecting(database, tmp_path):
     (stub / "psycopg").mkdir(parents=True)
     (stub / "psycopg" / "__init__.py").write_text("raise ImportError('psycopg hidden by the test')\n")
     cases = {
-        "scheme": ({"url": "mysql://u:hunter2@127.0.0.1/emp"}, "bad input: url must start with postgresql:// or "
-                                                             "postgres://, got scheme 'mysql'"),
+        "scheme": ({"url": "mysql://u:hunter2@127.0.0.1/emp"},
+                   "bad input: url must start with postgresql:// or postgres://, got scheme 'mysql'"),
         "port": ({"port": 70000}, "bad input: port must be between 1 and 65535, got 70000"),
         "timeout": ({"statement_timeout": 0}, "bad input: statement_timeout must be at least 1 ms, got 0"),
         "empty": ({"queries": ["SELECT 1", "  "]}, "bad input: queries 2 are empty"),

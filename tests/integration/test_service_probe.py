@@ -196,8 +196,8 @@ def test_bad_input_is_refused_before_sending(web, tmp_path):
     url = web.url + "/ok"
     cases = {
         "nothing": ({}, "bad input: give url, websocket_url or both"),
-        "scheme": ({"url": "ftp://127.0.0.1/x"}, "bad input: url 127.0.0.1:80/x: the URL scheme is 'ftp', not http:// "
-                                                  "or https://"),
+        "scheme": ({"url": "ftp://127.0.0.1/x"},
+                   "bad input: url 127.0.0.1:80/x: the URL scheme is 'ftp', not http:// or https://"),
         "concurrency": ({"url": url, "requests": 2, "concurrency": 3},
                         "bad input: concurrency must be between 1 and requests (2) and at most 64, got 3"),
         "rate": ({"url": url, "max_error_rate": 2}, "bad input: max_error_rate must be between 0 and 1, got 2.0"),
