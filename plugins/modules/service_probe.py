@@ -498,7 +498,9 @@ def request_problems(params: dict, figures: dict) -> list[str]:
     latency, requests = figures["latency_ms"], figures["requests"]
     limit = params["max_latency_p95_ms"]
     if limit is not None and latency["p95"] is not None and latency["p95"] > limit:
-        problems.append(f"p95 {latency['p95']:.0f} ms > {limit:g} ms over {latency['samples']} requests")
+        p95 = latency["p95"]
+        shown = f"{p95:.0f}" if p95 >= 100 else f"{p95:.1f}"  # "p95 312 ms", "p95 4.2 ms"
+        problems.append(f"p95 {shown} ms > {limit:g} ms over {latency['samples']} requests")
     if figures["error_rate"] > params["max_error_rate"]:
         failed = requests["sent"] - requests["succeeded"]
         others = {code: count for code, count in figures["status"].items()
