@@ -79,6 +79,7 @@ def run(tmp_path: Path, probes: dict, **kwargs) -> tuple[dict, subprocess.Comple
     return probe_many(tmp_path, probes, module="emp.deploy.db_probe", **kwargs)
 
 
+@pytest.mark.compat
 def test_healthy_database_and_check_mode(database, tmp_path):
     args = {"dbname": database, "queries": ['SELECT count(*) FROM "Job"', "SELECT status FROM \"Job\" ORDER BY id"],
             "expected_migrations": APPLIED[:2], "pool_connections": 3, "pool_duration": 1}
@@ -206,6 +207,7 @@ def test_bad_input_is_refused_before_connecting(database, tmp_path):
     assert probe_sessions(database) == 0
 
 
+@pytest.mark.compat
 def test_gate_go_no_go_and_could_not_measure(database, tmp_path):
     dead = free_port()
 
@@ -246,3 +248,28 @@ def test_gate_go_no_go_and_could_not_measure(database, tmp_path):
     assert "could not measure" in gates["db-dead"]["reason"]
     assert f"cannot connect to PostgreSQL at 127.0.0.1:{dead}/postgres" in gates["db-dead"]["reason"]
     assert probe_sessions(database) == 0
+
+
+def test_gate_never_prints_the_password(cluster, tmp_path):
+    reports = tmp_path / "reports"
+    args = {"port": cluster.port, "password": cluster.password}
+    tasks = textwrap.dedent(f"""
+    - name: gate over the private cluster
+      emp.deploy.gate:
+        name: db-secret
+        component: database
+        probe: {{module: emp.deploy.db_probe, args: {json.dumps(args)}}}
+        samples: 2
+        interval: 0
+        criteria: ["result.connections.database <= 100"]
+      register: gated
+    - name: Show the gate record
+      ansible.builtin.debug:
+        var: gated
+    """)
+    proc = run_playbook(write_playbook(tmp_path, tasks, name="secret.yml"), args=["-vvv"],
+                        env={"EMP_DEPLOY_REPORT_DIR": str(reports)})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "decision GO" in proc.stdout
+    written = "".join(path.read_text() for path in reports.rglob("*") if path.is_file())
+    assert written and cluster.password not in proc.stdout + proc.stderr + written

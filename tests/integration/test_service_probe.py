@@ -108,6 +108,7 @@ def run(tmp_path: Path, probes: dict, **kwargs) -> tuple[dict, subprocess.Comple
     return probe_many(tmp_path, probes, module="emp.deploy.service_probe", **kwargs)
 
 
+@pytest.mark.compat
 def test_healthy_api_and_websocket_hold_with_secrets_kept(api, tmp_path):
     args = {"url": api["url"] + "/health", "requests": 20, "concurrency": 4, "max_latency_p95_ms": 10000,
             "json_query": {"status": "status"}, "api_token": api["token"],
@@ -225,6 +226,7 @@ def test_bad_input_is_refused_before_sending(web, tmp_path):
     assert without["plain"]["healthy"] is True  # jmespath is only needed for json_query
 
 
+@pytest.mark.compat
 def test_gate_go_no_go_and_could_not_measure(web, tmp_path):
     dead = free_port()
 
@@ -267,3 +269,29 @@ def test_gate_go_no_go_and_could_not_measure(web, tmp_path):
     assert gates["svc-dead"]["decision"] == "NO-GO"
     assert "could not measure" in gates["svc-dead"]["reason"]
     assert "answered none of 2 requests" in gates["svc-dead"]["reason"]
+
+
+def test_gate_never_prints_the_token(api, tmp_path):
+    reports = tmp_path / "reports"
+    args = {"url": api["url"] + "/health", "requests": 3, "api_token": api["token"],
+            "websocket_url": api["ws"] + "/ws/client/emp-deploy-gate-test", "websocket_hold_s": 0.5}
+    tasks = textwrap.dedent(f"""
+    - name: gate over the API
+      emp.deploy.gate:
+        name: api-secret
+        component: api
+        probe: {{module: emp.deploy.service_probe, args: {json.dumps(args)}}}
+        samples: 2
+        interval: 0
+        criteria: ["result.websocket.drops == 0", "result.error_rate == 0"]
+      register: gated
+    - name: Show the gate record
+      ansible.builtin.debug:
+        var: gated
+    """)
+    proc = run_playbook(write_playbook(tmp_path, tasks, name="secret.yml"), args=["-vvv"],
+                        env={"EMP_DEPLOY_REPORT_DIR": str(reports)})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "decision GO" in proc.stdout
+    written = "".join(path.read_text() for path in reports.rglob("*") if path.is_file())
+    assert written and api["token"] not in proc.stdout + proc.stderr + written
