@@ -273,3 +273,26 @@ def test_gate_never_prints_the_password(cluster, tmp_path):
     assert "decision GO" in proc.stdout
     written = "".join(path.read_text() for path in reports.rglob("*") if path.is_file())
     assert written and cluster.password not in proc.stdout + proc.stderr + written
+
+
+def test_database_role_rollback_judges_only_the_smoke_queries(database, tmp_path):
+    # a failed migration is often why the rollback runs: it must not fail the rollback's verification
+    add_migration(database, "20250401000000_broken", finished=False)
+
+    def rollback(queries: list[str], name: str) -> subprocess.CompletedProcess:
+        role_vars = {"database_name": database, "database_smoke_queries": queries, "database_releases": []}
+        tasks = textwrap.dedent(f"""
+        - name: Roll the database back
+          ansible.builtin.include_role:
+            name: emp.deploy.database
+            tasks_from: rollback
+          vars: {json.dumps(role_vars)}
+        """)
+        return run_playbook(write_playbook(tmp_path, tasks, name=f"{name}.yml"))
+
+    working = rollback(['SELECT count(*) FROM "Job"'], "working")
+    assert working.returncode == 0, working.stdout[-4000:]
+    broken = rollback(['SELECT count(*) FROM "Job"', "SELECT * FROM no_such_table"], "broken")
+    assert broken.returncode == 2, broken.stdout[-4000:]
+    assert 'relation "no_such_table" does not exist' in broken.stdout
+    assert probe_sessions(database) == 0
