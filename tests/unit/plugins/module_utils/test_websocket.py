@@ -2,6 +2,8 @@
 and a hold against a real websockets server."""
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 
@@ -95,3 +97,41 @@ def test_hold_against_a_real_server_counts_messages_and_a_drop():
     assert kept.held_s >= 0.5
     assert (dropped.connected, dropped.dropped, dropped.messages, dropped.close_code) == (True, True, 2, 1011)
     assert "closed the WebSocket" in dropped.error and "going away" in dropped.error
+
+
+def test_wss_verifies_the_server_certificate(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+
+    def handler(connection):
+        connection.send("over tls")
+        time.sleep(2)
+
+    server = serve(handler, "127.0.0.1", 0, ssl=context)
+    port = server.socket.getsockname()[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        trusted = WebSocketClient(f"wss://127.0.0.1:{port}/x", ca_path=str(ca_file)).hold(time.monotonic() + 5, 0.3)
+        untrusted = WebSocketClient(f"wss://127.0.0.1:{port}/x").hold(time.monotonic() + 5, 0.3)
+        unchecked = WebSocketClient(f"wss://127.0.0.1:{port}/x", validate_certs=False).hold(time.monotonic() + 5, 0.3)
+    finally:
+        server.shutdown()
+    assert (trusted.connected, trusted.messages, trusted.error) == (True, 1, None)
+    assert not untrusted.connected and untrusted.error.startswith(f"TLS with 127.0.0.1:{port}/x failed: ")
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.error
+    assert unchecked.connected and unchecked.messages == 1
+
+
+def test_a_silent_server_cannot_stall_the_handshake():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the TCP connection, never answers the upgrade
+        started = time.monotonic()
+        hold = WebSocketClient(f"ws://127.0.0.1:{listener.getsockname()[1]}/x").hold(time.monotonic() + 0.5, 10)
+        waited = time.monotonic() - started
+    assert not hold.connected and "did not finish the WebSocket handshake in time" in hold.error
+    assert waited < 10  # bounded by the handshake deadline, not the hold
