@@ -1,10 +1,12 @@
 """Real servers for tests and benchmarks, without pytest: free ports and private redis-server processes."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -93,3 +95,47 @@ class RedisServer:
         if self.tls:
             cmd += ["--tls", "--cacert", self.tls["ca"]]
         return subprocess.run(cmd + list(args), check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster (Debian's binaries) on a free loopback port, run as the postgres user
+    (initdb refuses root), with password (scram-sha-256) authentication and a small max_connections.
+    The machine's shared cluster on 5432 trusts every local login, so wrong passwords and a full server
+    can only be shown on one of our own."""
+
+    def __init__(self, password: str, max_connections: int = 10, run_as: str = "postgres") -> None:
+        self.password = password
+        self.max_connections = max_connections
+        self.run_as = run_as
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="emp-pg-"))
+
+    def _run(self, *argv: str) -> None:
+        prefix = ["runuser", "-u", self.run_as, "--"] if os.geteuid() == 0 else []
+        subprocess.run(prefix + list(argv), check=True, capture_output=True, timeout=120)
+
+    def start(self) -> "PostgresCluster":
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, self.run_as)
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if os.geteuid() == 0:
+            shutil.chown(pwfile, self.run_as)
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "--auth=scram-sha-256",
+                  f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync")
+        pwfile.unlink()
+        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                   f"-c max_connections={self.max_connections} -c fsync=off")
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"),
+                  "-w", "start")
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass  # never started
+        shutil.rmtree(self.dir, ignore_errors=True)

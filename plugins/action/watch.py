@@ -58,7 +58,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     run_dir=dict(type="path"),
     prometheus=dict(type="dict", required=True, options=dict(
         url=dict(type="str", required=True),
-        headers=dict(type="dict", default={}),
+        headers=dict(type="dict", default={}, no_log=True),
         bearer_token=dict(type="str", no_log=True),
         dataset=dict(type="str"),
         timeout=dict(type="float", default=10.0),

@@ -44,6 +44,11 @@ description:
     rollback (also when a C(block)/C(rescue) handled the failed gate). A rollback never triggers
     another rollback. A gate task with C(ignore_errors) is recorded, but its NO-GO neither fails the
     run nor rolls back (as with O(emp.deploy.gate#module:mode=warn)).
+  - "When the run ends it writes the run's reports into the run folder: C(report.html), C(junit.xml), and
+    C(incident.md) on NO-GO, and rewrites C(index.html) of the report folder (see M(emp.deploy.report) and the
+    collection's C(docs/reports.md)); a report that cannot be written is a record error, never a failed run."
+  - "A run whose first play sets C(emp_record: false) in its C(vars) (the collection's report playbook does)
+    keeps no record: it renders records, it is not a deployment."
   - Prints a compact GO/NO-GO table at the end of every run, with a host column when the rows come
     from more than one host. A gate recorded as C(redacted) (its task has C(no_log)) shows its
     decision, name and timing, never its reason or measured values. A run in which no gate ran and no
@@ -292,6 +297,9 @@ class CallbackModule(CallbackBase):
             self._recorder.start_phase(phase, component, to_text(play.get_name()))
 
     def _start_run(self, play: t.Any) -> None:
+        if (play.vars or {}).get(R.RECORD_VAR) is False:
+            self._is_child = True  # inert, as a rollback child without a sink: a run that only renders records
+            return
         extra_vars = adapter.extra_vars_of(play)
         attach = watch.attach_requested(play.vars)
         try:

@@ -184,6 +184,8 @@ ROLLBACK_REASON_VAR = "emp_rollback_reason"
 RUN_ID_VAR = "emp_run_id"
 RELEASE_VAR = "emp_release"
 PHASE_VAR = "emp_phase"
+# A first play with this var set to false (literally) starts no run record (the report playbook).
+RECORD_VAR = "emp_record"
 COMPONENT_VAR = "emp_component"
 
 # --- the watch after GO ---------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ rollback or the table.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
 import secrets
+import socket
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -123,6 +125,14 @@ def validate_options(raw: t.Mapping[str, t.Any]) -> Options:
         default_budget=parse_duration(300 if default_budget is None else default_budget, "rollback_default_budget"),
         runner=_choice(raw, "rollback_runner", ROLLBACK_RUNNERS, "auto"),
     )
+
+
+def run_user() -> str | None:
+    """Who ran the deployment (the login of the controller process), None when it has no name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
 
 
 def new_run_id() -> str:
@@ -312,7 +322,8 @@ class RunRecorder:
     # --- run and phases ---------------------------------------------------------------------------
 
     def start(self, **info: t.Any) -> None:
-        self.run = dict(info, started=now(), started_mono=self.clock(), pid=os.getpid())
+        self.run = dict(info, started=now(), started_mono=self.clock(), pid=os.getpid(), user=run_user(),
+                        controller=socket.gethostname())
         self.open()
         self.record(R.RUN_START, **{k: v for k, v in self.run.items() if k != "started_mono"})
 
@@ -493,7 +504,7 @@ class RunRecorder:
         rollback.update(state=R.ROLLBACK_RUNNING, runner=runner, started=now(), started_mono=self.clock())
         self.record(R.ROLLBACK_START, components=rollback.get("components"), scope=rollback.get("scope"),
                     playbook=rollback.get("playbook"), reason=rollback.get("reason"), budgets=rollback.get("budgets"),
-                    runner=runner)
+                    runner=runner, command=rollback.get("command"))
 
     def rollback_runner_switched(self, runner: str, why: str) -> None:
         """The in-process runner could not run the rollback; the child process runs it instead."""
@@ -576,6 +587,16 @@ class RunRecorder:
 
     # --- the end ----------------------------------------------------------------------------------
 
+    def write_reports(self) -> None:
+        """report.html, junit.xml, incident.md and the folder's index.html, from the closed journal
+        (docs/reports.md); what fails is a record error, never a failed run."""
+        if not (self.run_dir / "journal.jsonl").is_file():
+            return
+        from ansible_collections.emp.deploy.plugins.plugin_utils._reports import write_reports
+
+        for error in write_reports(self.run_dir).errors:
+            self._record_error(error)
+
     def finish(self, decision: str, reasons: list[str], hosts: dict[str, t.Any],
                interrupted: str | None = None) -> dict[str, t.Any]:
         """Closes the record: run_end in the journal, summary.json written atomically."""
@@ -617,6 +638,7 @@ class RunRecorder:
         self.record(R.RUN_END, decision=decision, duration_s=summary["duration_s"], rollback=rollback,
                     interrupted=interrupted)
         self._close_journal()
+        self.write_reports()
         try:
             write_json_atomically(self.run_dir / "summary.json", plain(summary))
         except OSError as exc:

@@ -82,6 +82,12 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
                            **plain(data)})
     finally:
         journal.close()
+    try:  # the reports too, as at the end of every run (they read only the journal)
+        from ansible_collections.emp.deploy.plugins.plugin_utils._reports import write_reports
+
+        summary["record_errors"] = write_reports(run_dir).errors
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # the summary matters more
+        summary["record_errors"] = [f"reports not rendered: {exc}"]
     write_json_atomically(run_dir / "summary.json", plain(summary))
     return True
 

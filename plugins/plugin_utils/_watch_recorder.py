@@ -273,6 +273,7 @@ class WatchRecorder(RunRecorder):
         self.record(R.WATCH_END, **self.entry, rollback_record=rollback,
                     running_step=self.running_step if interrupted else None)
         self._close_journal()
+        self.write_reports()  # the run's reports now tell the watch too
         summary: dict[str, t.Any] = {"run_id": self.run_id, "gates": self.gates, "rollback": rollback or {}}
         try:
             summary = merge_summary(self.run_dir, self.entry, self.state, self.gates, rollback)

@@ -1,4 +1,5 @@
-"""Runs emp.deploy.redis_health in real ansible-playbook runs and returns the registered results."""
+"""Runs a probe module (emp.deploy.redis_health unless told) in real ansible-playbook runs and returns the
+registered results."""
 from __future__ import annotations
 
 import json
@@ -8,16 +9,19 @@ from conftest import run_playbook, write_playbook
 
 
 def probe_many(tmp_path: Path, probes: dict, *, name: str = "probes", check: bool = False,
-               extra_vars: dict | None = None, cli_args: list | None = None, timeout: float = 300) -> tuple[dict, object]:
-    """One playbook, one task per probe (named by its key, a plain identifier); returns {key: result} and the process."""
+               extra_vars: dict | None = None, cli_args: list | None = None, timeout: float = 300,
+               module: str = "emp.deploy.redis_health", environment: dict | None = None) -> tuple[dict, object]:
+    """One playbook, one task per probe (named by its key, a plain identifier); returns {key: result} and the process.
+    ``environment`` is set on every probe task (PYTHONPATH to hide a library from the module, say)."""
     out = tmp_path / f"{name}.json"
     tasks = []
+    env = f"\n  environment: {json.dumps(environment)}" if environment else ""
     for key, args in probes.items():
         tasks.append(f"""
-- name: Probe Redis · {key}
-  emp.deploy.redis_health: {json.dumps(args)}
+- name: Probe · {key}
+  {module}: {json.dumps(args)}
   register: probe_{key}
-  ignore_errors: true
+  ignore_errors: true{env}
 """)
     collected = ", ".join(f"'{key}': probe_{key}" for key in probes)
     tasks.append(f"""

@@ -79,7 +79,7 @@ def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
         envvars=env, quiet=True, timeout=240, cancel_callback=soaking,
     )
     assert runner.status == "canceled"
-    (run_dir,) = list(reports.iterdir())
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     deadline = time.monotonic() + 60
     while not (run_dir / "summary.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)  # the watcher notices the death and writes the summary
@@ -90,3 +90,5 @@ def test_a_job_cancelled_by_ansible_runner_still_ends_its_record(tmp_path):
     assert summary["releases"][0]["component"] == "redis"
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert [r["type"] for r in journal][-2:] == ["run_interrupted", "run_end"]
+    # the watcher wrote the reports too, from the journal it had just ended
+    assert 'data-decision="interrupted"' in (run_dir / "report.html").read_text() and summary["record_errors"] == []

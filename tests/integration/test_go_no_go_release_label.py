@@ -28,7 +28,7 @@ def test_emp_release_from_inventory_group_vars(tmp_path):
     reports = tmp_path / "reports"
     proc = run_playbook(playbook, env={"EMP_DEPLOY_REPORT_DIR": str(reports)}, args=["-i", str(inventory)])
     assert proc.returncode == 0, proc.stdout[-2000:]
-    (run_dir,) = list(reports.iterdir())
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     run_start = json.loads((run_dir / "journal.jsonl").read_text().splitlines()[0])
     assert run_start["type"] == "run_start" and run_start["emp_release"] == "2.4.1"
     assert json.loads((run_dir / "summary.json").read_text())["emp_release"] == "2.4.1"

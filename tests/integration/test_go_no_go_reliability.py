@@ -241,7 +241,7 @@ def interrupt(tmp_path: Path, playbook: str, rollback: str, ready: t.Callable[[s
 
 
 def read_record(tmp_path: Path) -> tuple[list[dict], dict]:
-    (run_dir,) = list((tmp_path / "reports").iterdir())
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     return journal, json.loads((run_dir / "summary.json").read_text())
 
@@ -259,6 +259,8 @@ def test_a_signal_mid_soak_leaves_an_interrupted_summary(tmp_path, signum):
     assert summary["phases"][0]["decision"] == "interrupted"  # not "no gate"
     assert [r["type"] for r in journal][-3:] == ["phase_end", "run_interrupted", "run_end"]
     assert all(r["schema_version"] == 1 for r in journal) and summary["schema_version"] == 1
+    report = (Path(summary["journal"]).parent / "report.html").read_text()  # written by the signal's finish too
+    assert 'data-decision="interrupted"' in report and summary["record_errors"] == []
 
 
 @pytest.mark.compat

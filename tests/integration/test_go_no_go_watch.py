@@ -153,7 +153,7 @@ def test_once_attaches_to_the_newest_go_run_and_resumes_there(tmp_path):
     assert [r["type"] for r in watch_records(tmp_path, "deploy-2")] == ["watch_start", "watch_pass", "watch_end"] * 2
     assert {k: before[k] == (tmp_path / "reports" / k / "summary.json").read_text() for k in before} == {
         "deploy-1": True, "deploy-3": True}
-    assert "watch" not in first and len(list((tmp_path / "reports").iterdir())) == 3  # no run folder of its own
+    assert "watch" not in first and len([p for p in (tmp_path / "reports").iterdir() if p.is_dir()]) == 3  # no run folder of its own
 
 
 def test_attach_by_id_and_clear_stops(tmp_path):

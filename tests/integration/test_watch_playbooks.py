@@ -368,3 +368,43 @@ def test_default_checks_are_valid_promql_and_measure_what_is_there(tmp_path, exp
     assert result["emp_watch"]["checks"].keys() == outcomes.keys()
     components = {r["check"]: r["component"] for r in result["emp_watch_pass"]["results"]}
     assert components["redis_connection_failures"] == "redis" and components["database_query_errors"] == "database"
+
+
+LIBRARY = Path(__file__).parent / "files" / "gate_library"
+
+
+def test_probe_check_runs_its_module_and_cannot_pass_without_measuring(tmp_path, exporter, prometheus):
+    """A check with a probe runs that module through Ansible (as the gate samples its probe): its figures
+    are judged by the criteria; a probe that fails without figures is NO-DATA, never GO."""
+    ready(prometheus)
+    run_dir = new_run_dir(tmp_path)
+    calls = tmp_path / "calls"
+    probe = {"module": "ansible.legacy.sequence_probe",  # a library/ module, from a role of the collection
+             "args": {"script": [{"ok": {"visible": True}}, {"error": "collector down"}], "calls": str(calls)}}
+    checks = [{"name": "telemetry_flowing", "layer": "alert", "component": "telemetry", "probe": probe,
+               "criteria": ["result.visible"]}]
+    extra = watch_vars(run_dir, prometheus.url, checks, emp_watch_window="60s")
+    env = dict(watch_env(tmp_path), ANSIBLE_LIBRARY=str(LIBRARY))
+    proc = run_playbook(PLAYBOOK, extra_vars=extra, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    [first] = last_result(tmp_path)["emp_watch_pass"]["results"]
+    assert first["decision"] == "GO", first
+    time.sleep(1.1)  # the next alert slot
+    proc = run_playbook(PLAYBOOK, extra_vars=extra, env=env)
+    [second] = last_result(tmp_path)["emp_watch_pass"]["results"]
+    assert second["decision"] == "NO-DATA" and "collector down" in second["reason"], second
+    assert len(calls.read_text().splitlines()) == 2, "one module run per pass, none at validate"
+
+
+def test_store_down_from_the_start_validates_with_a_warning_and_measures_nothing(tmp_path, exporter, prometheus):
+    """A metric store that cannot answer at the start does not stop the watch (it may come back), and
+    what the watch could not measure is NO-DATA: no GO, no breach."""
+    run_dir = new_run_dir(tmp_path)
+    url = prometheus.url
+    prometheus.stop()
+    result, proc = run_watch(tmp_path, watch_vars(run_dir, url, [failure_check()]))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "check 'webhook_delivery_failures' could not be validated now" in proc.stderr
+    [outcome] = result["emp_watch_pass"]["results"]
+    assert outcome["decision"] == "NO-DATA" and outcome["reason"].startswith("could not measure"), outcome
+    assert result["emp_gates"] == [] and result["emp_watch"]["verdict"] == "IN_PROGRESS"

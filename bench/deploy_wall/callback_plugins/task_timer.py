@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Bench only (not part of the collection): writes every task's role, name and duration as JSON lines
-to $EMP_BENCH_TIMINGS, so bench.py can show where a deploy spends its time."""
+to $EMP_BENCH_TIMINGS, so bench.py can show where a deploy spends its time. A loop's line also has
+when each item finished (``item_s``, from the task's start), and a probe's its ``latency_ms`` figures
+(bench/service_probe times a uri loop's requests and reads the probe's p95 from them)."""
 from __future__ import annotations
 
 import json
@@ -32,6 +34,7 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self._path = os.environ.get("EMP_BENCH_TIMINGS", "")
         self._started: dict[str, float] = {}
+        self._items: dict[str, list[float]] = {}
 
     def v2_playbook_on_task_start(self, task: t.Any, is_conditional: bool) -> None:
         self._started[task._uuid] = time.monotonic()
@@ -47,8 +50,17 @@ class CallbackModule(CallbackBase):
         role = task._role.get_name(include_role_fqcn=False) if task._role else ""
         line = {"role": role, "task": task.get_name(), "action": task.action, "status": status,
                 "duration_s": round(time.monotonic() - started, 4)}
+        if task._uuid in self._items:
+            line["item_s"] = self._items.pop(task._uuid)
+        if isinstance(result._result.get("latency_ms"), dict):
+            line["latency_ms"] = result._result["latency_ms"]
         with open(self._path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")
+
+    def v2_runner_item_on_ok(self, result: t.Any) -> None:
+        started = self._started.get(result._task._uuid)
+        if started is not None:
+            self._items.setdefault(result._task._uuid, []).append(round(time.monotonic() - started, 6))
 
     def v2_runner_on_ok(self, result: t.Any) -> None:
         self._record(result, "ok")

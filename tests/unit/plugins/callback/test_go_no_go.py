@@ -133,7 +133,7 @@ def start(plugin, *plays):
 
 
 def read_run(tmp_path):
-    (run_dir,) = list((tmp_path / "reports").iterdir())
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     summary = json.loads((run_dir / "summary.json").read_text())
     return journal, summary
@@ -350,7 +350,7 @@ def test_the_run_id_comes_from_the_extra_var_first(callback, tmp_path, monkeypat
     monkeypatch.setenv("EMP_DEPLOY_RUN_ID", "from-env")
     start(callback, Play("p", {}, {"emp_run_id": "from-extra-var"}))
     callback.v2_playbook_on_stats(Stats())
-    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["from-extra-var"]
+    assert [p.name for p in (tmp_path / "reports").iterdir() if p.is_dir()] == ["from-extra-var"]
     assert os.environ["EMP_DEPLOY_RUN_ID"] == "from-extra-var"  # exported for every task of the run
 
 
@@ -358,14 +358,14 @@ def test_the_run_id_comes_from_the_environment_without_the_extra_var(callback, t
     monkeypatch.setenv("EMP_DEPLOY_RUN_ID", "from-env")
     start(callback, Play("p", {}, {}))
     callback.v2_playbook_on_stats(Stats())
-    assert [p.name for p in (tmp_path / "reports").iterdir()] == ["from-env"]
+    assert [p.name for p in (tmp_path / "reports").iterdir() if p.is_dir()] == ["from-env"]
     journal, summary = read_run(tmp_path)
     assert summary["run_id"] == "from-env" and {r["run_id"] for r in journal} == {"from-env"}
 
 
 def test_a_new_run_id_is_exported_to_the_run(callback, tmp_path):
     start(callback, Play("p", {}, {}))
-    (run_dir,) = list((tmp_path / "reports").iterdir())
+    (run_dir,) = [p for p in (tmp_path / "reports").iterdir() if p.is_dir()]
     assert os.environ["EMP_DEPLOY_RUN_ID"] == run_dir.name
     assert os.environ["EMP_DEPLOY_RUN_DIR"] == str(run_dir) and os.path.isabs(os.environ["EMP_DEPLOY_RUN_DIR"])
 
