@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Union
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ansible_collections.emp.deploy.plugins.module_utils._http import (
     TIMEOUT,
@@ -280,10 +280,11 @@ class PromClient:
                                        headers=self.headers, body_limit=BODY_LIMIT)
         except HttpFailure as exc:
             raise self._failure(exc) from None
-        envelope = self._envelope(answer.status, answer.body, path)
+        shown = urlsplit(self.url).path + path  # as the request line has it, for messages
+        envelope = self._envelope(answer.status, answer.body, shown)
         if answer.status >= 300 or envelope.get("status") != "success":
-            raise self._api_error(answer.status, envelope, path)
-        return self._result(envelope, reduce, path)
+            raise self._api_error(answer.status, envelope, shown)
+        return self._result(envelope, reduce, shown)
 
     def _failure(self, exc: HttpFailure) -> PromError:
         who = "the Prometheus API"
