@@ -20,11 +20,12 @@ PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 # runs Ansible.
 COLLECTION_LINK := $(ROOT)/collections/ansible_collections/emp/deploy
 
-.PHONY: help demo demo-nogo demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
+.PHONY: help demo demo-nogo demo-watch demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
 	@echo "make demo-nogo - the same with a broken webhook release: NO-GO and automatic rollback"
+	@echo "make demo-watch - deploy (GO), then a 3-minute watch: a webhook fault, the alert, the webhooks roll back"
 	@echo "make test   - install everything and run sanity, lint, typecheck, unit, integration, molecule"
 
 $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.txt
@@ -73,6 +74,28 @@ demo-nogo: demo-sandbox
 	cd $(ROOT) && rc=0 && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml -e emp_sandbox_webhook_version=1.1.0-404 || rc=$$?; \
 	  echo "ansible-playbook deploy.yml exited with $$rc (2 = an enforced gate said NO-GO)"; \
 	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current)"; test $$rc -eq 2
+
+# make demo-watch: deploy (GO), then the watch after GO compressed to a 3-minute window (alerts every 5 s,
+# "hourly" every 30 s, follow mode). About 40 s in, a webhook fault makes half the deliveries fail: the
+# alert fires, the callback rolls back only the webhooks (which clears the fault) and the watch exits 2.
+# The target succeeds only when exactly that happened (tools/watch-outcome reads the run's summary.json).
+ifndef DEMO_WATCH_RUN
+DEMO_WATCH_RUN := demo-watch-$(shell date -u +%Y%m%dT%H%M%SZ)
+endif
+DEMO_WATCH_FAULT_AFTER ?= 40
+DEMO_WATCH_VARS := -e emp_watch_window=3m -e emp_watch_alert_interval=5s -e emp_watch_hourly_interval=30s
+
+demo-watch: demo-sandbox
+	cd $(ROOT) && $(DEMO_ENV) EMP_DEPLOY_RUN_ID=$(DEMO_WATCH_RUN) $(BIN)/ansible-playbook deploy.yml $(DEMO_WATCH_VARS)
+	cd $(ROOT) && ( sleep $(DEMO_WATCH_FAULT_AFTER) && echo "demo-watch: injecting: webhook-failures --rate 0.5" && \
+	    $(BIN)/python -m sandbox --state-dir $(DEMO_STATE) fault webhook-failures --rate 0.5 >/dev/null ) & fault=$$!; \
+	  rc=0 && $(DEMO_ENV) $(BIN)/ansible-playbook playbooks/watch.yml $(DEMO_WATCH_VARS) -e emp_watch_mode=follow \
+	    -e emp_watch_run_id=$(DEMO_WATCH_RUN) || rc=$$?; kill $$fault 2>/dev/null || true; wait $$fault || true; \
+	  echo "ansible-playbook playbooks/watch.yml exited with $$rc (2 = a watch alert said NO-GO)"; \
+	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current); faults: $$($(BIN)/python -m sandbox --state-dir $(DEMO_STATE) fault list | tr -d ' \n')"; \
+	  test $$rc -eq 2 && $(ROOT)/tools/watch-outcome $(ROOT)/deploy-reports $(DEMO_WATCH_RUN) \
+	    --check webhook_delivery_failures --component webhooks && \
+	  test "$$(readlink $(DEMO_STATE)/releases/webhook/current)" = releases/1.0.0
 
 test: system-deps venv sanity lint typecheck unit integration molecule build compat-2.18
 	@echo "make test: all quality gates passed"

@@ -107,6 +107,12 @@ class Check:
         return any(BASELINE_VARIABLE in (path.split(".", 1)[0].split("[", 1)[0] for path in parse_criterion(c).paths)
                    for c in self.criteria)
 
+    @property
+    def reads_baseline_value(self) -> bool:
+        """A criterion compares with the baseline's figure (not only its series labels, as new_error_patterns)."""
+        return any(path == f"{BASELINE_VARIABLE}.value" or path.startswith(f"{BASELINE_VARIABLE}.value")
+                   for c in self.criteria for path in parse_criterion(c).paths)
+
 
 _CHECK_KEYS = frozenset(("name", "layer", "component", "checklist_ref", "query", "probe", "range", "reduce",
                          "criteria", "consecutive_error_limit", "mode", "baseline"))
@@ -472,6 +478,10 @@ def baseline_problem(check: Check, figures: t.Mapping[str, t.Any]) -> str | None
         return f"could not measure: no baseline figure {check.baseline!r} (baseline.json missing or without it)"
     if figure.get("error"):
         return f"could not measure: the baseline {check.baseline!r} was not captured: {first_line(figure['error'])}"
+    if check.reads_baseline_value and figure.get("value") is None:
+        # no samples over the baseline window (a store that just started), or NaN/Inf: no figure to compare with
+        why = f"it was {figure['special']}" if figure.get("special") else "its query returned no data over the baseline window"
+        return f"could not measure: the baseline {check.baseline!r} has no figure ({why})"
     return None
 
 

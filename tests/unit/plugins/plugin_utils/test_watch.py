@@ -191,6 +191,17 @@ def test_baseline_problem_names_what_is_missing():
     assert w.baseline_problem(check(), {}) is None  # a check that does not read its baseline
 
 
+def test_baseline_without_a_figure_is_a_problem_only_for_a_criterion_on_its_value():
+    empty = {"job_rate": {"value": None, "empty": True, "special": None, "labels": [], "error": None}}
+    c = check(criteria=["result.value >= baseline.value * 0.95"], baseline="job_rate")
+    assert "has no figure (its query returned no data" in w.baseline_problem(c, empty)
+    nan = {"job_rate": dict(empty["job_rate"], empty=False, special="NaN")}
+    assert "has no figure (it was NaN)" in w.baseline_problem(c, nan)
+    # new error patterns compare labels: an empty baseline is "no error message before the deploy"
+    labels = check(criteria=["baseline.labels | length >= 0"], baseline="job_rate")
+    assert w.baseline_problem(labels, empty) is None
+
+
 @pytest.mark.parametrize("result, words", [
     ({"empty": True, "series": [], "value": None, "special": None}, "no series"),
     ({"empty": False, "series": [{}], "value": None, "special": "NaN"}, "returned NaN"),
