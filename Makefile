@@ -78,7 +78,7 @@ demo-nogo: demo-sandbox
 # make demo-watch: deploy (GO), then the watch after GO compressed to a 3-minute window (alerts every 5 s,
 # "hourly" every 30 s, follow mode). About 40 s in, a webhook fault makes half the deliveries fail: the
 # alert fires, the callback rolls back only the webhooks (which clears the fault) and the watch exits 2.
-# The target succeeds only when exactly that happened (tools/watch-outcome reads the run's summary.json).
+# The target succeeds only when exactly that happened (tools/watch_outcome.py reads the run's summary.json).
 ifndef DEMO_WATCH_RUN
 DEMO_WATCH_RUN := demo-watch-$(shell date -u +%Y%m%dT%H%M%SZ)
 endif
@@ -93,7 +93,7 @@ demo-watch: demo-sandbox
 	    -e emp_watch_run_id=$(DEMO_WATCH_RUN) || rc=$$?; kill $$fault 2>/dev/null || true; wait $$fault || true; \
 	  echo "ansible-playbook playbooks/watch.yml exited with $$rc (2 = a watch alert said NO-GO)"; \
 	  echo "webhook current: $$(readlink $(DEMO_STATE)/releases/webhook/current); faults: $$($(BIN)/python -m sandbox --state-dir $(DEMO_STATE) fault list | tr -d ' \n')"; \
-	  test $$rc -eq 2 && $(ROOT)/tools/watch-outcome $(ROOT)/deploy-reports $(DEMO_WATCH_RUN) \
+	  test $$rc -eq 2 && $(BIN)/python $(ROOT)/tools/watch_outcome.py $(ROOT)/deploy-reports $(DEMO_WATCH_RUN) \
 	    --check webhook_delivery_failures --component webhooks && \
 	  test "$$(readlink $(DEMO_STATE)/releases/webhook/current)" = releases/1.0.0
 

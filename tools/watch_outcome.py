@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Checks that a watch ended as a demo expects, from the run's summary.json (make demo-watch).
 
-    tools/watch-outcome REPORT_DIR RUN_ID --check webhook_delivery_failures --component webhooks
+    python tools/watch_outcome.py REPORT_DIR RUN_ID --check webhook_delivery_failures --component webhooks
 
 Succeeds (exit 0) only when exactly that happened: the deploy decided GO; the summary's `watch` section
 has its window, the checks it ran, one alert (of that check and component, with a reason and a time)
@@ -58,17 +57,17 @@ def main(argv: list[str]) -> int:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        print(f"watch-outcome: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"watch_outcome: cannot read {path}: {exc}", file=sys.stderr)
         return 1
     found = problems(summary, args.check, args.component)
     if found:
-        print(f"watch-outcome: {path} is not the expected outcome:", file=sys.stderr)
+        print(f"watch_outcome: {path} is not the expected outcome:", file=sys.stderr)
         for problem in found:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     watch, rollback = summary["watch"], summary["rollback"]
     alert = watch["alerts"][0]
-    print(f"watch-outcome: run {args.run_id}: deploy GO; watch of {watch['window_s']:g} s, {len(watch['checks'])} checks, "
+    print(f"watch_outcome: run {args.run_id}: deploy GO; watch of {watch['window_s']:g} s, {len(watch['checks'])} checks, "
           f"alert {alert['check']} [{alert['component']}] at {alert['at']}; verdict {watch['verdict']}; "
           f"rollback of {component_list(rollback)} ok in {rollback.get('duration_s')} s")
     return 0
