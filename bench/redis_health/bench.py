@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
+import playbook_timing  # noqa: E402
+from playbook_timing import playbook  # noqa: E402
 from servers import RedisServer  # noqa: E402  (the private redis-server the tests use too)
 
 BIN = Path(sys.executable).parent
@@ -29,25 +28,8 @@ TASKS = {
 }
 
 
-def playbook(path: Path, task_line: str | None, count: int) -> Path:
-    """N copies of one task; without a task, a single no-op (the start-up baseline)."""
-    tasks = [task_line] * count if task_line else ["ansible.builtin.meta: noop"]
-    lines = ["- name: Bench", "  hosts: sandbox", "  gather_facts: false", "  tasks:"]
-    for index, line in enumerate(tasks):
-        lines += [f"    - name: Task {index}", f"      {line}"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def timed_run(path: Path) -> float:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal")
-    started = time.perf_counter()
-    proc = subprocess.run([str(BIN / "ansible-playbook"), str(path)], capture_output=True, text=True, env=env,
-                          cwd=str(ROOT), check=False)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"bench playbook {path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
+    return playbook_timing.timed_run(path, BIN)
 
 
 def module_time_for_latency_samples(workdir: Path, port: int, samples: int) -> dict:

@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Union
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from ansible_collections.emp.deploy.plugins.module_utils._http import (
     TIMEOUT,
@@ -55,6 +55,16 @@ SPECIALS = ("NaN", "+Inf", "-Inf")
 RESULT_TYPES = ("vector", "matrix", "scalar", "string")
 # Prometheus answers at most 11,000 points per series in a range query.
 MAX_POINTS = 11000
+# The connection options of every user of this client (doc fragment emp.deploy.prometheus).
+PROM_CONNECTION_ARGSPEC: dict = dict(
+    url=dict(type="str", required=True),
+    headers=dict(type="dict", default={}, no_log=True),
+    bearer_token=dict(type="str", no_log=True),
+    dataset=dict(type="str"),
+    timeout=dict(type="float", default=10.0),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+)
 # An API error body is read for its message only.
 BODY_LIMIT = 64 * 1024 * 1024
 
@@ -270,10 +280,11 @@ class PromClient:
                                        headers=self.headers, body_limit=BODY_LIMIT)
         except HttpFailure as exc:
             raise self._failure(exc) from None
-        envelope = self._envelope(answer.status, answer.body, path)
+        shown = urlsplit(self.url).path + path  # as the request line has it, for messages
+        envelope = self._envelope(answer.status, answer.body, shown)
         if answer.status >= 300 or envelope.get("status") != "success":
-            raise self._api_error(answer.status, envelope, path)
-        return self._result(envelope, reduce, path)
+            raise self._api_error(answer.status, envelope, shown)
+        return self._result(envelope, reduce, shown)
 
     def _failure(self, exc: HttpFailure) -> PromError:
         who = "the Prometheus API"
@@ -345,6 +356,15 @@ class PromClient:
         for secret in self._secrets:
             text = text.replace(secret, "********")
         return text
+
+
+def client_from(params: dict, user_agent: str = "emp.deploy") -> PromClient:
+    """A PromClient from the options of PROM_CONNECTION_ARGSPEC (a module's params, the watch's prometheus dict)."""
+    return PromClient(params["url"], headers=params.get("headers") or {}, bearer_token=params.get("bearer_token"),
+                      dataset=params.get("dataset"),
+                      timeout=10.0 if params.get("timeout") is None else params["timeout"],
+                      validate_certs=params.get("validate_certs", True), ca_path=params.get("ca_path"),
+                      user_agent=user_agent)
 
 
 def check_range(start: float, end: float, step: float) -> None:

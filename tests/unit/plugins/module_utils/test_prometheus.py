@@ -282,3 +282,9 @@ def test_bad_query_arguments_are_refused_before_any_request():
         client.query("up", reduce="median")
     with pytest.raises(ValueError, match="must be after start"):
         client.query_range("up", start=10, end=5, step=1)
+
+
+def test_messages_name_the_whole_request_path():
+    with serve("/api/prometheus/api/v1/query", Recorder(404, b"no such dataset", "text/plain")) as server:
+        error = failure(server.url + "/api/prometheus")
+    assert "HTTP 404 for POST /api/prometheus/api/v1/query: is the url the API root" in str(error)
