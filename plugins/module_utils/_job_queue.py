@@ -296,7 +296,8 @@ def claim_problems(figures: dict, twice: list, lost: list, unclaimed: list, unre
         problems.append(f"{len(lost)} of {total} synthetic jobs lost: gone from {PENDING_KEY} but handed to no "
                         f"claimer ({shown(lost)})")
     if foreign:
-        problems.append(f"{FUNCTION_NAME} handed {plural(len(foreign), 'job')} that are not the probe's to claimers "
+        problems.append(f"{FUNCTION_NAME} handed {plural(len(foreign), 'job')} that {'is' if len(foreign) == 1 else 'are'} "
+                        f"not the probe's to claimers "
                         f"that serve only the probe's synthetic service ({shown(foreign)}): it ignores the service "
                         f"match; those real jobs were taken from the queue and need requeueing")
     if unrecorded:

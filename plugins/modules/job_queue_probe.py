@@ -364,7 +364,7 @@ from ansible_collections.emp.deploy.plugins.module_utils._redis import (
     scrub,
     validate_connection_params,
 )
-from ansible_collections.emp.deploy.plugins.module_utils._resp import Deadline, RespError
+from ansible_collections.emp.deploy.plugins.module_utils._resp import Deadline, RespConnection, RespError
 from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 
 MEASURE_BUDGET_S = 30.0
@@ -581,12 +581,18 @@ class Probe:
                          "submit": f"{params['service_prefix']}{self.run_id}-api"}
         self.target = describe_target(params)
         self.ledger = queue.Ledger()
-        self.conn = None
-        self.api = Api(params, self.http_deadline) if params["api_url"] else None
+        self.conn: RespConnection | None = None
+        self.api_client = Api(params, self.http_deadline) if params["api_url"] else None
         self.secrets = secrets_of(params)
         self.residue = False  # something of the probe is (or may be) left in Redis after cleanup
 
-    def redis(self):
+    @property
+    def api(self) -> Api:
+        if self.api_client is None:  # validate_options requires api_url for every check that calls this
+            raise CheckFailed("api_url is not set")
+        return self.api_client
+
+    def redis(self) -> RespConnection:
         """The connection, opened again after a failed exchange left it in an unknown state."""
         if self.conn is None:
             self.conn = open_connection(self.params, self.deadline)
