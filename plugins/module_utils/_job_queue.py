@@ -423,17 +423,31 @@ def completion_records(conn, job_id: str) -> dict:
 
 # --- cleanup -------------------------------------------------------------------------------------
 
-def sweep_unknown(conn, ledger: Ledger, tolerance_s: float) -> int:
+def probe_marker(run_id: str) -> dict:
+    """The ctx every job the probe submits carries: how cleanup tells its jobs from real ones of the same service."""
+    return {"emp_probe": run_id}
+
+
+def _is_probe_job(fields: list, service: str, run_id: str) -> bool:
+    name, ctx = fields
+    try:
+        return name == service and json.loads(ctx or "null") == probe_marker(run_id)
+    except ValueError:
+        return False
+
+
+def sweep_unknown(conn, ledger: Ledger, run_id: str, tolerance_s: float) -> int:
     """Finds jobs the API may have stored although it never told their id: in jobs:pending within the
-    submission's score window, of the probe's service. Returns how many submissions are still unaccounted for."""
+    submission's score window, of its service and with the run's ctx marker (never a real job of the same
+    service). Returns how many submissions are still unaccounted for."""
     left = []
     for service, priority, before, after in ledger.unknown_submissions:
         low = contract_score(priority, after + tolerance_s) - 1
         high = contract_score(priority, before - tolerance_s) + 1
         candidates = conn.execute("ZRANGEBYSCORE", PENDING_KEY, repr(low), repr(high), "LIMIT", 0, 1000)
-        services = conn.pipeline([("HGET", job_key(job_id), "service_required") for job_id in candidates])
-        found = [job_id for job_id, name in zip(candidates, services) if name == service
-                 and job_id not in ledger.pending]
+        fields = conn.pipeline([("HMGET", job_key(job_id), "service_required", "ctx") for job_id in candidates])
+        found = [job_id for job_id, pair in zip(candidates, fields) if isinstance(pair, list)
+                 and _is_probe_job(pair, service, run_id) and job_id not in ledger.pending]
         if found:
             ledger.job(found[0])
         else:

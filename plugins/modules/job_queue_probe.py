@@ -616,7 +616,7 @@ class Probe:
         for index in range(params["submit_jobs"]):
             payload = {"emp_probe": self.run_id, "index": index}
             body = {"service_required": service, "priority": params["submit_priority"], "payload": payload,
-                    "max_retries": 0}
+                    "max_retries": 0, "ctx": queue.probe_marker(self.run_id)}
             started, before = time.perf_counter(), time.time()
             job_id = self.api.submit(body, self.ledger)
             latencies.append((time.perf_counter() - started) * 1000.0)
@@ -635,7 +635,7 @@ class Probe:
         stored = score_ok = retrieved = 0
         for index, job in enumerate(sent):
             fields, score = _pairs(replies[2 * index]), replies[2 * index + 1]
-            wrong = _field_mismatches(job, fields, service, priority)
+            wrong = _field_mismatches(job, fields, service, priority, queue.probe_marker(self.run_id))
             stored += not wrong
             mismatches += [f"job {job['id']}: {problem}" for problem in wrong]
             offset = _score_offset(score, priority, job["at"])
@@ -704,7 +704,7 @@ class Probe:
         params = self.params
         service = params["end_to_end_service"].strip()
         body = {"service_required": service, "priority": params["end_to_end_priority"],
-                "payload": params["end_to_end_payload"], "max_retries": 0}
+                "payload": params["end_to_end_payload"], "max_retries": 0, "ctx": queue.probe_marker(self.run_id)}
         started = time.monotonic()
         job_id = self.api.submit(body, self.ledger)
         queue.expect_completion(self.ledger, job_id)
@@ -786,10 +786,12 @@ class Probe:
         except Exception as exc:  # pylint: disable=broad-except  # nothing was created yet: nothing to clean
             result.update(reachable=False, error=self.explain(exc))
             problems.append(result["error"])
-        if result["reachable"]:
-            for name, check in self.checks():
-                problems += self.run_check(name, check, result)
-        result["cleanup"] = self.cleanup()
+        try:
+            if result["reachable"]:
+                for name, check in self.checks():
+                    problems += self.run_check(name, check, result)
+        finally:  # whatever happened, what the probe wrote goes
+            result["cleanup"] = self.cleanup()
         if result["cleanup"]["errors"]:
             problems.append(f"cleanup left something of the probe behind: {result['cleanup']['errors'][0]}")
             result["changed"] = self.residue
@@ -808,6 +810,9 @@ class Probe:
             if isinstance(exc, RespError):
                 self.drop_connection()
             return [f"the {name} check could not measure: {self.explain(exc)}"]
+        except Exception as exc:  # pylint: disable=broad-except  # a sentence, and the next checks and cleanup still run
+            self.drop_connection()
+            return [f"the {name} check failed unexpectedly: {type(exc).__name__}: {self.explain_text(str(exc))}"]
 
     # --- cleanup -----------------------------------------------------------------------------------
 
@@ -842,7 +847,7 @@ class Probe:
             for job_id in list(self.ledger.in_flight):
                 queue.job_progress(self.conn, self.ledger, job_id)
             if self.ledger.unknown_submissions:
-                queue.sweep_unknown(self.conn, self.ledger, self.params["score_tolerance_s"])
+                queue.sweep_unknown(self.conn, self.ledger, self.run_id, self.params["score_tolerance_s"])
             if (not self.ledger.in_flight and not self.ledger.unknown_submissions) or limit.remaining() < 2 * POLL_S:
                 return
             time.sleep(POLL_S)
@@ -871,22 +876,27 @@ def _pairs(reply) -> dict:
     return dict(zip(reply[::2], reply[1::2]))
 
 
-def _field_mismatches(job: dict, fields: dict, service: str, priority: int) -> list:
+def _field_mismatches(job: dict, fields: dict, service: str, priority: int, ctx: dict) -> list:
     if not fields:
         return [f"no hash at {queue.job_key(job['id'])}"]
     expected = {"id": job["id"], "service_required": service, "priority": str(priority), "status": "pending",
                 "retry_count": "0"}
     wrong = [f"{name} is {fields.get(name)!r}, expected {value!r}" for name, value in expected.items()
              if fields.get(name) != value]
-    try:
-        payload = json.loads(fields.get("payload") or "null")
-    except ValueError:
-        payload = None
-    if payload != job["payload"]:
+    if _json_or_none(fields.get("payload")) != job["payload"]:
         wrong.append("payload differs from the one submitted")
+    if _json_or_none(fields.get("ctx")) != ctx:
+        wrong.append("ctx differs from the one submitted")
     if queue.parse_iso(fields.get("created_at")) is None:
         wrong.append(f"created_at {fields.get('created_at')!r} is not an ISO 8601 time")
     return wrong
+
+
+def _json_or_none(text):
+    try:
+        return json.loads(text or "null")
+    except ValueError:
+        return None
 
 
 def _score_offset(score, priority: int, at: float) -> float | None:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from conftest import free_port
 from job_queue_support import (  # noqa: F401  # pylint: disable=unused-import
@@ -135,6 +136,22 @@ def test_an_api_that_answers_too_late_leaves_no_job_behind(queue_redis, start_se
     assert result["cleanup"] == {"removed": 2, "errors": []}  # the job hash and its jobs:pending entry
     time.sleep(0.5)  # anything the API was still doing has landed by now
     assert snapshot(queue_redis) == before
+
+
+def test_a_late_end_to_end_job_is_found_by_its_marker_and_real_jobs_stay(queue_redis, start_service):
+    """A real mock job sits in the same score window with the same service; only the probe's ctx marker tells
+    them apart, and cleanup must take the probe's job and leave the real one."""
+    api = start_api(start_service, queue_redis, faults=["slow"])
+    real = requests.post(f"{api.url}/api/jobs", json={"service_required": "mock", "payload": {}}, timeout=10)
+    assert real.status_code == 201
+    before = snapshot(queue_redis)
+    result = run_probe(port=queue_redis.port, api_url=api.url, api_timeout=0.1, submit_jobs=0, claim_jobs=0,
+                       check_workers=False, end_to_end=True, end_to_end_timeout=5)
+    assert result["problems"][0].startswith("the end_to_end check could not measure: the API at 127.0.0.1:")
+    assert result["cleanup"]["errors"] == [] and result["cleanup"]["removed"] == 2
+    time.sleep(0.5)
+    assert snapshot(queue_redis) == before
+    assert [job_id for job_id, _score in before["pending"]] == [real.json()["job_id"]]
 
 
 def test_end_to_end_timeout_with_no_worker_cleans_up(queue_redis, start_service):
