@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import typing as t
@@ -122,7 +123,8 @@ def parse_events(value: t.Any, configured: t.Collection[str]) -> dict[str, froze
     option = _named("notify_events")
     wanted: dict[str, frozenset[str]] = {}
     default: frozenset[str] | None = None
-    for item in _text(value).replace(";", " ").split():
+    # blanks around ',' and '=' belong to the item; other blanks and ';' separate items
+    for item in re.sub(r"\s*([,=])\s*", r"\1", _text(value)).replace(";", " ").split():
         target, sep, names = item.partition("=")
         target = target.strip().lower() if sep else ""
         events = _event_set(names if sep else item, option)
@@ -492,11 +494,10 @@ def rollback_notice(recorder: RunRecorder) -> P.Notice:
     details += [first_line(f"Problem: {p}", 900) for p in rollback.get("problems") or []]
     cause = " after a watch alert" if isinstance(recorder.invocation, str) else ""
     title = f"Rollback {'OK' if ok else 'FAILED'}{cause}: {_release(recorder)}"
+    kept = ("components", "ok", "duration_s", "budget_s", "within_budget", "per_component", "problems", "runner",
+            "reason")
     return P.Notice(P.ROLLBACK, severity, title, summary, recorder.run_id, now(), _facts(recorder), details,
-                    {"release": recorder.run.get("emp_release"),
-                     "rollback": {k: rollback.get(k) for k in ("components", "ok", "duration_s", "budget_s",
-                                                                "within_budget", "per_component", "problems",
-                                                                "runner", "reason")},
+                    {"release": recorder.run.get("emp_release"), "rollback": {k: rollback.get(k) for k in kept},
                      "watch": cause != ""})
 
 

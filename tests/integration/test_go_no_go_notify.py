@@ -8,7 +8,6 @@ a redis phase whose gate says NO-GO (312 against < 200), then the rollback of re
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 
 import pytest
@@ -109,8 +108,8 @@ def test_a_nogo_with_rollback_notifies_slack_teams_and_a_signed_webhook(tmp_path
 
     # every send journaled, before run_end; the NO-GO went out before the rollback started
     records = notify_records(run)
-    assert {(r["target"], r["event"]) for r in records} == {(t, e) for t in ("slack", "teams", "webhook")
-                                                             for e in ("nogo", "rollback")}
+    expected = {(target, event) for target in ("slack", "teams", "webhook") for event in ("nogo", "rollback")}
+    assert {(r["target"], r["event"]) for r in records} == expected
     assert all(r["sent"] and r["status"] == 200 and r["attempts"] == 1 and r["outcome"] == "sent" for r in records)
     assert by(records, "webhook", "nogo")["message_id"] == hooks[0].headers["webhook-id"]
     assert run.kinds[-1] == "run_end"
@@ -222,3 +221,27 @@ def test_bad_notify_options_stop_the_run_with_exit_5_naming_the_option(tmp_path,
     assert expected in " ".join(output.split()), output[-2000:]
     assert "TASK [Database gate]" not in output and not reports.exists()  # stopped before any task and record
     assert "SECRETPART" not in output
+
+
+def test_a_watch_alert_its_rollback_and_the_verdict_are_notified_and_the_verdict_once(tmp_path, receiver):
+    from test_go_no_go_watch import ALERT, FOLLOW, ONCE, journal_of, play, watch
+    from test_go_no_go_watch import deploy as deploy_go
+
+    deploy_go(tmp_path, "deploy-1")
+    assert receiver.requests == []  # that deploy had no notification configured
+    env = {"EMP_DEPLOY_NOTIFY_SLACK_URL": receiver.url("/slack")}
+    proc = watch(tmp_path, play(FOLLOW, [{}, {"alerts": [ALERT]}, {}]), env=env, emp_watch_rollback="auto")
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    titles = [r.json()["blocks"][0]["text"]["text"] for r in receiver.at("/slack")]
+    assert titles == ["Watch alert: webhook_failures (webhooks)", "Rollback OK after a watch alert: run deploy-1",
+                      "Watch FAILED: run deploy-1"]
+    alert = receiver.at("/slack")[0].json()["text"]
+    assert "webhook failures 40 % &gt; 5 %" in alert and "rolled back when this watch invocation ends" in alert
+    records = [r for r in journal_of(tmp_path, "deploy-1") if r["type"] == "notify"]
+    assert [r["event"] for r in records] == ["watch_alert", "rollback", "watch_verdict"]
+    assert all(r["sent"] and r["invocation"] for r in records)
+
+    # a later invocation that only repeats the final verdict notifies nothing new
+    proc = watch(tmp_path, play(ONCE, [{}]), env=env)
+    verdicts = [r for r in receiver.at("/slack") if r.json()["blocks"][0]["text"]["text"].startswith("Watch FAILED")]
+    assert len(verdicts) == 1, proc.stdout[-2000:]
