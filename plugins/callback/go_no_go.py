@@ -553,6 +553,8 @@ class CallbackModule(CallbackBase):
         if isinstance(recorder, watch.WatchRecorder):
             self._notify("watch_ending", recorder.state)
         self._notify("drain")  # bounded: the last notices go out (or are journaled as not sent) before run_end
+        for line in self._notices.unsent() if self._notices is not None else []:
+            self._display.display(f"emp.deploy.go_no_go: {line}", color="bright purple")
         summary = recorder.finish(decision, reasons, hosts)
         report = str(recorder.run_dir / "summary.json")
         if isinstance(recorder, watch.WatchRecorder):

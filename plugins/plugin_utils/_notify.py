@@ -228,13 +228,15 @@ class Delivery:
     outcome: str = NOT_SENT
     error: str | None = None
     waits: list[float] = field(default_factory=list)
+    statuses: list[int | None] = field(default_factory=list)
     first_attempt: float | None = None
     ended: float | None = None
 
     def record(self) -> dict[str, t.Any]:
         start = self.first_attempt
         return {"target": self.target.kind, "event": self.event, "outcome": self.outcome, "sent": self.sent,
-                "status": self.status, "attempts": self.attempts, "waits_s": self.waits, "error": self.error,
+                "status": self.status, "attempts": self.attempts, "statuses": self.statuses, "waits_s": self.waits,
+                "error": self.error,
                 "delay_s": None if start is None else round(start - self.queued, 3),
                 "duration_s": None if start is None or self.ended is None else round(self.ended - start, 3),
                 "message_id": self.message_id}
@@ -314,6 +316,7 @@ class Notifier:
             if delivery.first_attempt is None:
                 delivery.first_attempt = time.monotonic()
             wait = self._attempt(delivery)
+            delivery.statuses.append(delivery.status)
             if wait is None or attempt > self.options.retries:
                 return
             delivery.waits.append(wait)
@@ -539,13 +542,13 @@ def verdict_notice(recorder: RunRecorder, state: t.Mapping[str, t.Any]) -> P.Not
                      "alerts": [dict(a) for a in alerts]})
 
 
-def _previous_verdict(run_dir: Path) -> str | None:
+def _deploy_summary(run_dir: Path) -> dict[str, t.Any]:
+    """The watched deploy's summary as it was before this invocation (its release, its verdict so far)."""
     try:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    watch = summary.get("watch") if isinstance(summary, dict) else None
-    return watch.get("verdict") if isinstance(watch, dict) else None
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 class RunNotices:
@@ -557,10 +560,16 @@ class RunNotices:
         self.watch = watch
         self.notifier = Notifier(options, recorder.record, client) if options.targets else None
         self._nogo_gates: list[dict[str, t.Any]] = []
-        self._verdict_before = _previous_verdict(recorder.run_dir) if watch and self.notifier else None
+        deploy = _deploy_summary(recorder.run_dir) if watch and self.notifier else {}
+        watched = deploy.get("watch")
+        self._verdict_before = watched.get("verdict") if isinstance(watched, dict) else None
+        self._deploy_release = deploy.get("emp_release")
 
     def _send(self, event: str, build: t.Callable[[], P.Notice]) -> None:
         if self.notifier is not None and self.notifier.wants(event):
+            if self.watch and self._deploy_release:
+                # a watch invocation has no release of its own: its notices name the watched deploy's
+                self.recorder.run.setdefault("emp_release", self._deploy_release)
             self.notifier.send(build())
 
     def gate(self, gate: dict[str, t.Any]) -> None:
@@ -596,3 +605,10 @@ class RunNotices:
     def drain(self) -> None:
         if self.notifier is not None:
             self.notifier.drain()
+
+    def unsent(self) -> list[str]:
+        """One line per notice that did not go out (after drain), for the run's output: no URL in it."""
+        if self.notifier is None:
+            return []
+        return [f"{d.target.kind} {d.event} notice not sent: {d.error}" for d in self.notifier.deliveries
+                if d.state == "done" and not d.sent]

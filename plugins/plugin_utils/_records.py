@@ -223,6 +223,7 @@ class NotifyRecord(t.TypedDict, total=False):
     sent: bool
     status: int | None  # the last HTTP status, None without an answer
     attempts: int
+    statuses: list[int | None]  # the HTTP status of each attempt, None where none came back
     waits_s: list[float]  # the waits before each retry (Retry-After or backoff)
     error: str | None
     delay_s: float | None  # from the event to the first attempt

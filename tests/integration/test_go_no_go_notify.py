@@ -106,7 +106,7 @@ def test_a_nogo_with_rollback_notifies_slack_teams_and_a_signed_webhook(tmp_path
     with pytest.raises(Exception):  # a tampered body does not verify
         Webhook(secret).verify(hooks[0].body.replace(b"redis", b"REDIS"), hooks[0].headers)
 
-    # every send journaled, before run_end; the NO-GO went out before the rollback started
+    # every send journaled, before run_end; the NO-GO notice arrived before the rollback notice
     records = notify_records(run)
     expected = {(target, event) for target in ("slack", "teams", "webhook") for event in ("nogo", "rollback")}
     assert {(r["target"], r["event"]) for r in records} == expected
@@ -155,9 +155,11 @@ def test_a_receiver_that_answers_500_is_retried_within_bounds_and_recorded(tmp_p
         assert len(receiver.at("/down")) == 2  # 503 twice: one retry and no more
     records = notify_records(run)
     flaky, down = by(records, "slack", "nogo"), by(records, "teams", "nogo")
-    assert (flaky["sent"], flaky["status"], flaky["attempts"], flaky["waits_s"]) == (True, 200, 2, [1.0])
+    assert (flaky["sent"], flaky["statuses"], flaky["attempts"], flaky["waits_s"]) == (True, [500, 200], 2, [1.0])
     assert (down["sent"], down["status"], down["attempts"], down["outcome"]) == (False, 503, 2, "http_error")
     assert down["error"].startswith("the Teams URL answered HTTP 503")
+    assert "emp.deploy.go_no_go: teams nogo notice not sent: the Teams URL answered HTTP 503" in run.stdout
+    assert "slack nogo notice not sent" not in run.stdout
     assert run.summary["rollback"]["ok"] is True and run.kinds[-1] == "run_end"
 
 
@@ -167,7 +169,7 @@ def test_a_429_with_retry_after_is_honoured(tmp_path):
         run = deploy(tmp_path, env=env)
         first, second = receiver.at("/slack")
     record = by(notify_records(run), "slack", "nogo")
-    assert (record["sent"], record["attempts"], record["waits_s"]) == (True, 2, [2.0])
+    assert (record["sent"], record["statuses"], record["waits_s"]) == (True, [429, 200], [2.0])
     assert second.at - first.at >= 2.0  # not sooner than asked
 
 
@@ -192,6 +194,7 @@ def test_a_receiver_that_never_answers_is_journaled_as_timeout_and_the_run_finis
     nogo = by(records, "slack", "nogo")
     assert (nogo["sent"], nogo["outcome"], nogo["status"], nogo["attempts"]) == (False, "timeout", None, 1)
     assert nogo["error"] == "the Slack URL did not answer within 1 s"
+    assert "slack nogo notice not sent: the Slack URL did not answer within 1 s" in run.stdout
     # the rollback notice had at most the drain's bounded wait: journaled whatever became of it
     assert by(records, "slack", "rollback")["sent"] is False
 
@@ -224,7 +227,7 @@ def test_bad_notify_options_stop_the_run_with_exit_5_naming_the_option(tmp_path,
 
 
 def test_a_watch_alert_its_rollback_and_the_verdict_are_notified_and_the_verdict_once(tmp_path, receiver):
-    from test_go_no_go_watch import ALERT, FOLLOW, ONCE, journal_of, play, watch
+    from test_go_no_go_watch import ALERT, FOLLOW, ONCE, journal_of, play, summary_of, watch
     from test_go_no_go_watch import deploy as deploy_go
 
     deploy_go(tmp_path, "deploy-1")
@@ -233,8 +236,9 @@ def test_a_watch_alert_its_rollback_and_the_verdict_are_notified_and_the_verdict
     proc = watch(tmp_path, play(FOLLOW, [{}, {"alerts": [ALERT]}, {}]), env=env, emp_watch_rollback="auto")
     assert proc.returncode == 2, proc.stdout[-3000:]
     titles = [r.json()["blocks"][0]["text"]["text"] for r in receiver.at("/slack")]
-    assert titles == ["Watch alert: webhook_failures (webhooks)", "Rollback OK after a watch alert: run deploy-1",
-                      "Watch FAILED: run deploy-1"]
+    release = "release " + summary_of(tmp_path, "deploy-1")["emp_release"]  # the watched deploy's
+    assert titles == ["Watch alert: webhook_failures (webhooks)", f"Rollback OK after a watch alert: {release}",
+                      f"Watch FAILED: {release}"]
     alert = receiver.at("/slack")[0].json()["text"]
     assert "webhook failures 40 % &gt; 5 %" in alert and "rolled back when this watch invocation ends" in alert
     records = [r for r in journal_of(tmp_path, "deploy-1") if r["type"] == "notify"]
