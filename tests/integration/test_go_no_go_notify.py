@@ -58,6 +58,7 @@ def by(records: list[dict], target: str, event: str) -> dict:
     return record
 
 
+@pytest.mark.compat
 def test_a_nogo_with_rollback_notifies_slack_teams_and_a_signed_webhook(tmp_path, receiver):
     secret = whsec()
     env = {"EMP_DEPLOY_NOTIFY_SLACK_URL": receiver.url("/slack/T000/B000/XXXX"),
@@ -114,9 +115,9 @@ def test_a_nogo_with_rollback_notifies_slack_teams_and_a_signed_webhook(tmp_path
     assert by(records, "webhook", "nogo")["message_id"] == hooks[0].headers["webhook-id"]
     assert run.kinds[-1] == "run_end"
     assert hooks[0].at < receiver.at("/hook")[1].at
-    # no URL and no secret anywhere: not in the -vvv output, not in the journal or the summary
-    texts = [run.stdout, run.proc.stderr, (run.dir / "journal.jsonl").read_text(),
-             (run.dir / "summary.json").read_text()]
+    # no URL and no secret anywhere: not in the -vvv output, not in the journal, the summary or the reports
+    texts = [run.stdout, run.proc.stderr] + [path.read_text() for path in run.dir.iterdir() if path.is_file()]
+    assert {"journal.jsonl", "summary.json", "report.html"} <= {path.name for path in run.dir.iterdir()}
     for text in texts:
         for hidden in (secret, "topsecretsig", "XXXX", f"127.0.0.1:{receiver.port}"):
             assert hidden not in text
