@@ -13,7 +13,7 @@ import secrets
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import run_playbook
+from conftest import ROOT, run_playbook
 from misbehaving_http import MisbehavingServer, drip_headers
 from notify_receiver import Receiver
 from test_go_no_go_runs import deploy
@@ -134,6 +134,26 @@ def test_event_filters_per_target(tmp_path, receiver):
     assert [(r["target"], r["event"]) for r in notify_records(run)] == [("teams", "nogo"), ("slack", "rollback")]
 
 
+def test_options_from_ansible_cfg_with_blank_separated_events(tmp_path, receiver):
+    config = tmp_path / "ansible.cfg"
+    config.write_text(f"""[defaults]
+collections_path = {ROOT / "collections"}
+callbacks_enabled = emp.deploy.go_no_go
+interpreter_python = auto_silent
+retry_files_enabled = false
+
+[callback_go_no_go]
+notify_slack_url = {receiver.url("/slack")}
+notify_teams_url = {receiver.url("/teams")}
+notify_events = slack=nogo teams=rollback ; ';' starts a comment in ansible.cfg
+notify_timeout = 3s
+""")
+    run = deploy(tmp_path, env={"ANSIBLE_CONFIG": str(config)})
+    assert run.proc.returncode == 2, run.stdout[-3000:]
+    assert [(r["target"], r["event"], r["sent"]) for r in notify_records(run)] == [
+        ("slack", "nogo", True), ("teams", "rollback", True)]
+
+
 def test_a_go_run_notifies_go_at_its_end(tmp_path, receiver):
     env = {"EMP_DEPLOY_NOTIFY_SLACK_URL": receiver.url("/slack"), "EMP_DEPLOY_NOTIFY_EVENTS": "nogo,go"}
     run = deploy(tmp_path, GO_DEPLOY, env=env)
@@ -150,9 +170,11 @@ def test_a_receiver_that_answers_500_is_retried_within_bounds_and_recorded(tmp_p
     with Receiver(script) as receiver:
         env = {"EMP_DEPLOY_NOTIFY_SLACK_URL": receiver.url("/flaky"), "EMP_DEPLOY_NOTIFY_TEAMS_URL": receiver.url("/down"),
                "EMP_DEPLOY_NOTIFY_EVENTS": "nogo", "EMP_DEPLOY_NOTIFY_RETRIES": "1", "EMP_DEPLOY_NOTIFY_TIMEOUT": "3"}
-        run = deploy(tmp_path, env=env)
+        run = deploy(tmp_path, env=env, args=["-vvv"])
         assert run.proc.returncode == 2, run.stdout[-3000:]
         assert len(receiver.at("/flaky")) == 2  # 500, then 200
+        where = f"127.0.0.1:{receiver.port}"  # failures are told without the URL, also at -vvv
+        assert where not in run.stdout + run.proc.stderr + (run.dir / "journal.jsonl").read_text()
         assert len(receiver.at("/down")) == 2  # 503 twice: one retry and no more
     records = notify_records(run)
     flaky, down = by(records, "slack", "nogo"), by(records, "teams", "nogo")

@@ -224,3 +224,17 @@ def test_a_refused_connection_is_retried_and_recorded_as_unreachable():
     (record,) = records
     assert (record["outcome"], record["attempts"], record["waits_s"], record["sent"]) == (N.UNREACHABLE, 2, [1.0], False)
     assert record["error"].startswith("unreachable: the Slack URL: ") and "127.0.0.1" not in record["error"]
+
+
+@pytest.mark.parametrize(("mode", "says"), [
+    ("plan", "Rollback of api planned, not run (rollback=plan)."),
+    ("off", "No rollback (rollback=off); api stay as deployed."),
+])
+def test_nogo_notice_says_what_happens_next_for_a_failed_step(tmp_path, mode, says):
+    rec = recorder(tmp_path, rollback=mode)
+    rec.start_phase("application", "api", "Phase api")
+    rec.add_failure("h1", "Apply migrations", "ansible.builtin.command", "exit 1", unreachable=False)
+    made = N.nogo_notice(rec, rec.enforced_nogo(), [])
+    assert made.summary.endswith(says)
+    assert made.details == ["Step Apply migrations on h1 (api): exit 1"]
+    assert made.data["failures"][0]["task"] == "Apply migrations" and made.data["gates"] == []
