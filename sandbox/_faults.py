@@ -76,5 +76,3 @@ class RuntimeFaults:
 
     def stop(self) -> None:
         self._stop.set()
-
-

@@ -159,4 +159,3 @@ class RedisDropper(threading.Thread):
             logging.getLogger("faults").debug("redis-drop: %s", exc)
         finally:
             client.close()
-

@@ -86,6 +86,20 @@ description:
     recorded and rolls nothing back.
   - An attached invocation killed outright (SIGKILL) or by a signal ends its own record (C(watch_end) with
     C(interrupted)) and merges the deploy's summary; it never rebuilds the deploy's record.
+  - "Notifications: with O(notify_slack_url), O(notify_teams_url) or O(notify_webhook_url) set, it sends a notice
+    on NO-GO (when the run decides, before the rollback starts: the reasons, each NO-GO gate's reason and the
+    figures of its last failing sample), when a rollback finishes (ok or failed, its duration against the budget),
+    on GO at the end of the run, on each watch alert and on the watch's final verdict (V(SUCCESS) or V(FAILED),
+    once). Slack gets Block Kit blocks with a C(text) fallback, Teams the Adaptive Card message of a workflow
+    webhook, the webhook a JSON event signed the Standard Webhooks way (C(webhook-id), C(webhook-timestamp),
+    C(webhook-signature)). O(notify_events) chooses the events per target."
+  - "Notices are sent by one background thread per target, so the run and its rollback never wait for them;
+    each request is bounded by O(notify_timeout), an answer 429 or 5xx (or a refused connection) is retried up to
+    O(notify_retries) times, after the answer's C(Retry-After) when it asks for at most 10 s. At the end of the run
+    the callback waits at most O(notify_timeout) (and a quarter second) for notices still pending. Every notice is
+    journaled as a C(notify) record (target, event, outcome, sent, status, attempts), so a missing one is visible.
+    A notice that cannot be sent is never an error of the run. URLs and the secret appear in no output, record or
+    message (they say C(the Slack URL)). See the collection's C(docs/notifications.md)."
 author:
   - emp.deploy maintainers (@emp-deploy)
 requirements:
@@ -175,6 +189,87 @@ options:
     ini:
       - section: callback_go_no_go
         key: rollback_runner
+  notify_slack_url:
+    description:
+      - A Slack incoming webhook URL; notices are posted to it as Block Kit messages. Never printed.
+      - An http or https URL with a host; anything else stops the run before any task (the message does not show
+        the URL).
+    type: str
+    env:
+      - name: EMP_DEPLOY_NOTIFY_SLACK_URL
+    ini:
+      - section: callback_go_no_go
+        key: notify_slack_url
+  notify_teams_url:
+    description:
+      - A Microsoft Teams workflow webhook URL (the "post to a channel when a webhook request is received"
+        workflow); notices are posted to it as Adaptive Cards. Never printed. Checked as O(notify_slack_url).
+    type: str
+    env:
+      - name: EMP_DEPLOY_NOTIFY_TEAMS_URL
+    ini:
+      - section: callback_go_no_go
+        key: notify_teams_url
+  notify_webhook_url:
+    description:
+      - A URL that receives every notice as a JSON event (C(type), C(timestamp), C(data)) signed the Standard
+        Webhooks way with O(notify_webhook_secret), for PagerDuty or Opsgenie bridges or anything else. Never
+        printed. Checked as O(notify_slack_url).
+    type: str
+    env:
+      - name: EMP_DEPLOY_NOTIFY_WEBHOOK_URL
+    ini:
+      - section: callback_go_no_go
+        key: notify_webhook_url
+  notify_webhook_secret:
+    description:
+      - The Standard Webhooks secret of O(notify_webhook_url), C(whsec_) followed by a base64 key. Required with
+        O(notify_webhook_url) and refused without it; a malformed secret stops the run before any task. Never printed.
+    type: str
+    env:
+      - name: EMP_DEPLOY_NOTIFY_WEBHOOK_SECRET
+    ini:
+      - section: callback_go_no_go
+        key: notify_webhook_secret
+  notify_events:
+    description:
+      - Which events each target receives. Events are V(nogo), V(rollback), V(go), V(watch_alert), V(watch_verdict)
+        and V(all). Items C(target=event,event) are separated by C(;) or blanks, for example
+        C(slack=nogo,rollback;teams=all;webhook=nogo,rollback,watch_alert); an item without C(target=) applies to
+        every target that no item names (C(nogo,rollback) alone filters every target).
+      - Unset, every configured target receives every event. An unknown target or event, a target named twice or a
+        target whose URL is not set stops the run before any task.
+      - In C(ansible.cfg), C(;) starts a comment, so separate the items with blanks there.
+    type: str
+    env:
+      - name: EMP_DEPLOY_NOTIFY_EVENTS
+    ini:
+      - section: callback_go_no_go
+        key: notify_events
+  notify_timeout:
+    description:
+      - Deadline of each notification request (connect, send, answer), in seconds or with a unit as in
+        O(rollback_budgets), more than 0 and at most 60 s. A request that runs out of it is journaled as
+        C(timeout) and not retried; the end of the run waits at most this long for pending notices.
+    type: str
+    default: "5"
+    env:
+      - name: EMP_DEPLOY_NOTIFY_TIMEOUT
+    ini:
+      - section: callback_go_no_go
+        key: notify_timeout
+  notify_retries:
+    description:
+      - How many times a notice is sent again after an answer 429 or 5xx or a refused connection, from 0 to 5.
+        The wait before a retry is the answer's C(Retry-After) (a notice that is asked to wait more than 10 s is
+        given up and journaled), else 1 s, 2 s, then 4 s.
+    type: str
+    default: "2"
+    env:
+      - name: EMP_DEPLOY_NOTIFY_RETRIES
+    ini:
+      - section: callback_go_no_go
+        key: notify_retries
 """
 
 import os
@@ -189,6 +284,7 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapter as adapter
 from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
+from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notify
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
 from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
@@ -201,7 +297,7 @@ _RUN_FAILED_HOSTS = 2
 _BAD_OPTIONS = 5  # ansible-playbook's own exit code for bad options
 _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 _OPTION_NAMES = ("report_dir", "rollback", "rollback_scope", "rollback_playbook", "rollback_budgets",
-                 "rollback_default_budget", "rollback_runner")
+                 "rollback_default_budget", "rollback_runner") + notify.OPTION_NAMES
 _GATE_ACTIONS = ("emp.deploy.gate", "gate")
 _RECORD_KEYS = (R.GATE_RESULT_KEY, R.GATES_RESULT_KEY, R.RELEASE_RESULT_KEY, R.WATCH_PASS_RESULT_KEY,
                 R.WATCH_RESULT_KEY, "results", "censored")
@@ -240,6 +336,7 @@ class CallbackModule(CallbackBase):
             self._sink = runner.EventWriter(os.environ[runner.EVENTS_ENV])
         self._is_child = self._sink is not None or bool(os.environ.get(runner.CHILD_ENV))
         self._recorder: RunRecorder | None = None
+        self._notices: notify.RunNotices | None = None
         self._runner: runner.RollbackRunner | None = None
         self._playbooks: list[str] = []
         self._warned: set[str] = set()
@@ -270,6 +367,15 @@ class CallbackModule(CallbackBase):
     def _stop_run(self, message: str) -> t.NoReturn:
         self._display.error(f"emp.deploy.go_no_go: {message}. The run stops before any task ran.")
         raise SystemExit(_BAD_OPTIONS)
+
+    def _notify(self, moment: str, *args: t.Any) -> None:
+        """Hands one moment of the run to the notifications; they never block or break the run."""
+        if self._notices is None:
+            return
+        try:
+            getattr(self._notices, moment)(*args)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            self._warn_once(f"notify {moment}", exc)
 
     # --- run and phases ---------------------------------------------------------------------------
 
@@ -303,7 +409,9 @@ class CallbackModule(CallbackBase):
         extra_vars = adapter.extra_vars_of(play)
         attach = watch.attach_requested(play.vars)
         try:
-            options = validate_options(self._raw_options())
+            raw = self._raw_options()
+            options = validate_options(raw)
+            notify_options = notify.parse_options(raw)
             if attach:  # a watch after GO: it records into the deploy run it watches
                 options = watch.attach_options(options, extra_vars.get(R.WATCH_ROLLBACK_VAR))
                 run_id = watch.find_deploy_run(options.report_dir, extra_vars.get(R.WATCH_RUN_ID_VAR))
@@ -316,6 +424,7 @@ class CallbackModule(CallbackBase):
         os.environ[R.RUN_DIR_ENV] = str(recorder.run_dir)  # absolute: the watch keeps its state there
         os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
         self._recorder = recorder
+        self._notices = notify.RunNotices(notify_options, recorder, watch=attach)
         cli = adapter.cli_args()
         common = {"playbook": self._playbooks[0] if self._playbooks else None, "playbooks": list(self._playbooks),
                   "check_mode": bool(cli.get("check", False)), "limit": cli.get("subset")}
@@ -382,7 +491,8 @@ class CallbackModule(CallbackBase):
             if self._sink is not None:
                 self._sink.rb_gate(gate)
             elif self._recorder is not None:
-                self._recorder.add_gate(gate, host, ignored=ignored, delegated_to=adapter.delegated_host(data))
+                if self._recorder.add_gate(gate, host, ignored=ignored, delegated_to=adapter.delegated_host(data)):
+                    self._notify("gate", gate)
         if self._recorder is not None and not self._is_child:
             for step in releases_in(data):
                 self._recorder.add_release(step, host)
@@ -433,11 +543,18 @@ class CallbackModule(CallbackBase):
             # the gate task failed the run already; keep it failed even if a rescue handled it
             _keep_exit_code_nonzero()
         decision, reasons = recorder.decision(failed_hosts)
+        self._notify("decided", decision, reasons)  # a NO-GO goes out before the rollback starts
         try:
             self._roll_back_if_needed(recorder)
         except Exception as exc:  # pylint: disable=broad-exception-caught  # still record and print
             self._display.error(f"emp.deploy.go_no_go: ROLLBACK PROBLEM: the rollback could not run: "
                                 f"{type(exc).__name__}: {exc}")
+        self._notify("rolled_back")
+        if isinstance(recorder, watch.WatchRecorder):
+            self._notify("watch_ending", recorder.state)
+        self._notify("drain")  # bounded: the last notices go out (or are journaled as not sent) before run_end
+        for line in self._notices.unsent() if self._notices is not None else []:
+            self._display.display(f"emp.deploy.go_no_go: {line}", color="bright purple")
         summary = recorder.finish(decision, reasons, hosts)
         report = str(recorder.run_dir / "summary.json")
         if isinstance(recorder, watch.WatchRecorder):

@@ -178,3 +178,17 @@ def explain_failure(exc: BaseException, target: str, params: dict) -> str:
     else:
         sentence = f"probing Redis at {target} failed: {type(exc).__name__}: {reason}"
     return scrub(sentence, connection_secrets(params))
+
+
+def scan_members(conn, key: str, limit: int, batch: int = 500) -> tuple[list, bool]:
+    """Up to `limit` distinct members of a set by SSCAN (never SMEMBERS, which reads a huge set whole), and
+    whether the scan stopped before the end of the set."""
+    seen: dict = {}  # SSCAN may return a member twice; a dict keeps the order the scan met them in
+    cursor = "0"
+    while True:
+        cursor, found = conn.execute("SSCAN", key, cursor, "COUNT", batch)
+        seen.update(dict.fromkeys(found))
+        if cursor == "0" or len(seen) >= limit:
+            break
+    members = list(seen)
+    return members[:limit], cursor != "0" or len(members) > limit

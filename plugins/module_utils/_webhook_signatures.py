@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Webhook signature schemes verified by emp.deploy.webhook_probe (stdlib only).
+"""Webhook signature schemes verified by emp.deploy.webhook_probe and signed by the go_no_go
+callback's notifications (stdlib only).
 
 - emp: ``X-Webhook-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`` (EMP webhook service)
 - github: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>``
@@ -56,6 +57,12 @@ def secret_problem(scheme: str, secret: str | None) -> str | None:
             return ("signature_scheme=standard-webhooks needs a secret of the form whsec_<base64 key>; "
                     "the given secret is not")
     return None
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value (``v1,<base64>``) of one Standard Webhooks delivery."""
+    signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
+    return "v1," + base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
 
 
 def _hex_hmac(secret: str, body: bytes) -> str:

@@ -297,13 +297,13 @@ from ansible_collections.emp.deploy.plugins.module_utils._redis import (
     describe_target,
     explain_failure,
     open_connection,
+    scan_members,
     validate_connection_params,
 )
 from ansible_collections.emp.deploy.plugins.module_utils._resp import Deadline, ReplyError, parse_client_list, parse_info
 from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 
 LIST_LIMIT = 1000
-SSCAN_BATCH = 500
 # what a single measurement may take on top of connect_timeout when `timeout` is not set
 MEASURE_BUDGET_S = 30.0
 
@@ -517,23 +517,10 @@ def loaded_functions(reply) -> dict | None:
     return loaded
 
 
-def scan_worker_ids(conn, key: str, limit: int) -> tuple[list, bool]:
-    """Up to `limit` distinct ids by SSCAN, and whether the scan stopped before the end of the set."""
-    seen: dict = {}  # SSCAN may return an id twice; a dict keeps the order the scan met them in
-    cursor = "0"
-    while True:
-        cursor, batch = conn.execute("SSCAN", key, cursor, "COUNT", SSCAN_BATCH)
-        seen.update(dict.fromkeys(batch))
-        if cursor == "0" or len(seen) >= limit:
-            break
-    ids = list(seen)
-    return ids[:limit], cursor != "0" or len(ids) > limit
-
-
 def read_workers(conn, params: dict, active_total: int) -> dict:
     """Active workers (SCARD for the real count), a bounded SSCAN sample of them, and their
     heartbeat TTLs in one pipelined round trip."""
-    worker_ids, truncated = scan_worker_ids(conn, params["workers_key"], params["max_workers_scanned"])
+    worker_ids, truncated = scan_members(conn, params["workers_key"], params["max_workers_scanned"])
     worker_ids.sort()
     ttls = [_checked(reply) for reply in conn.pipeline(
         [("PTTL", params["heartbeat_key_template"].replace("{id}", wid)) for wid in worker_ids])]

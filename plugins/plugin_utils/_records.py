@@ -57,10 +57,12 @@ RUN_END = "run_end"
 WATCH_START = "watch_start"
 WATCH_PASS = "watch_pass"
 WATCH_END = "watch_end"
+# One notification (Slack, Teams or the signed webhook), sent or not; written by the sender thread.
+NOTIFY = "notify"
 JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, ROLLBACK_START,
                  ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
                  ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END,
-                 WATCH_START, WATCH_PASS, WATCH_END)
+                 WATCH_START, WATCH_PASS, WATCH_END, NOTIFY)
 
 # How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
 RUNNER_IN_PROCESS = "in_process"
@@ -210,6 +212,23 @@ WATCH_PASS_RESULT_KEYS = ("check", "layer", "component", "checklist_ref", "decis
 # The fields of the watch state (emp_watch) that watch_pass records and the summary keep.
 WATCH_STATE_KEYS = ("window_s", "started", "ends", "passes", "checks", "verdict", "done", "next_due")
 WATCH_ALERT_KEYS = ("check", "component", "layer", "kind", "reason", "at")
+
+
+class NotifyRecord(t.TypedDict, total=False):
+    """``notify``: one notice to one target. Never the URL or the secret."""
+
+    target: str  # slack, teams or webhook
+    event: str  # nogo, rollback, go, watch_alert, watch_verdict
+    outcome: str  # sent, http_error, timeout, unreachable, bad_answer, unfinished, not_sent
+    sent: bool
+    status: int | None  # the last HTTP status, None without an answer
+    attempts: int
+    statuses: list[int | None]  # the HTTP status of each attempt, None where none came back
+    waits_s: list[float]  # the waits before each retry (Retry-After or backoff)
+    error: str | None
+    delay_s: float | None  # from the event to the first attempt
+    duration_s: float | None  # from the first attempt to the outcome
+    message_id: str | None  # webhook-id of a signed webhook notice
 
 
 class RollbackRecord(t.TypedDict, total=False):

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import time
 import typing as t
 from dataclasses import dataclass, field
@@ -286,6 +287,8 @@ class RunRecorder:
         self.sentinel: t.Any = None  # _run_watcher.Sentinel once watch() started it
         # an attached watch invocation's id (_watch_recorder.py); the watcher then ends only that invocation
         self.invocation: str | None = None
+        # the notification sender threads journal too (_notify.py): one record at a time
+        self._journal_lock = threading.RLock()
 
     # --- journal ----------------------------------------------------------------------------------
 
@@ -301,23 +304,25 @@ class RunRecorder:
             self.record_errors.append(message)
 
     def record(self, kind: str, **data: t.Any) -> None:
-        if self.journal is None:
-            return
-        entry = {"schema_version": R.SCHEMA_VERSION, "ts": now(), "type": kind, "run_id": self.run_id}
-        entry.update(plain(data))
-        try:
-            self.journal.write(entry)
-        except OSError as exc:
-            self._record_error(f"writing {self.journal.path} failed ({exc.strerror or exc}); the journal stops here")
-            self._close_journal()
+        with self._journal_lock:
+            if self.journal is None:
+                return
+            entry = {"schema_version": R.SCHEMA_VERSION, "ts": now(), "type": kind, "run_id": self.run_id}
+            entry.update(plain(data))
+            try:
+                self.journal.write(entry)
+            except OSError as exc:
+                self._record_error(f"writing {self.journal.path} failed ({exc.strerror or exc}); the journal stops here")
+                self._close_journal()
 
     def _close_journal(self) -> None:
-        if self.journal is not None:
-            try:
-                self.journal.close()
-            except OSError:
-                pass
-            self.journal = None
+        with self._journal_lock:
+            if self.journal is not None:
+                try:
+                    self.journal.close()
+                except OSError:
+                    pass
+                self.journal = None
 
     # --- run and phases ---------------------------------------------------------------------------
 

@@ -59,9 +59,9 @@ def call(method: str, url: str, body: Any = None) -> Any:
 class Traffic:
     def __init__(self, args: argparse.Namespace, metrics: ServiceMetrics, stop: StopFlag):
         self.args, self.metrics, self.stop = args, metrics, stop
-        self.requests = metrics.counter("emp_traffic_requests", "Requests the traffic generator sent, by target "
-                                        "and outcome", {"target": ("api_jobs", "api_health", "webhook_event"),
-                                                         "outcome": ("ok", "error")})
+        targets = {"target": ("api_jobs", "api_health", "webhook_event"), "outcome": ("ok", "error")}
+        self.requests = metrics.counter("emp_traffic_requests",
+                                        "Requests the traffic generator sent, by target and outcome", targets)
         self.hooks_received = metrics.counter("emp_traffic_webhooks_received", "Webhook deliveries received")
         self.webhook_id: str | None = None
         self.hook_url = ""
