@@ -17,7 +17,7 @@ is shown apart, and spread over the default 24 h window.
 Most of a follow watch's steady cost is not the watch's: while a task runs, ansible-playbook's main
 process polls for its result every `internal_poll_interval` (ansible.cfg [defaults], default 0.001 s,
 no environment variable), about 2-3 % of a core on this machine for a task that only sleeps; the
-baseline pays it as well. The per-sample cost of emp.deploy.metric_query
+baseline pays it as well. The repository's ansible.cfg sets it to 0.01 s. The per-sample cost of emp.deploy.metric_query
 against ansible.builtin.uri is bench/metric_query's (--with-metric-query runs it here too).
 """
 from __future__ import annotations
