@@ -139,3 +139,20 @@ class PostgresCluster:
         except subprocess.CalledProcessError:
             pass  # never started
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kill_processes_mentioning(text: str) -> None:
+    """SIGKILL every process whose command line contains ``text``: ansible-core 2.21 starts each worker
+    in a session of its own, so killing a playbook's process group leaves a worker that outlives it."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT, run_playbook
+from servers import kill_processes_mentioning
 from test_go_no_go_runs import DEPLOY, REDIS_PHASE, ROLLBACK, deploy, test_library
 
 NOGO = REDIS_PHASE + """    - name: Redis gate
@@ -237,6 +238,7 @@ def interrupt(tmp_path: Path, playbook: str, rollback: str, ready: t.Callable[[s
             os.killpg(proc.pid, signal.SIGKILL)  # workers and sleeps a killed controller may leave behind
         except ProcessLookupError:
             pass
+        kill_processes_mentioning(str(tmp_path / "run.yml"))  # 2.21's workers live in sessions of their own
     return proc.returncode, "".join(seen)
 
 
