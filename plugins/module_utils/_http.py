@@ -162,12 +162,12 @@ def where(url: str) -> str:
     return hostport(url) + (urlsplit(url).path or "/")
 
 
-def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be requested (not http or https, no host, bad port), or None."""
+def url_problem(url: str, schemes: tuple[str, ...] = SCHEMES) -> str | None:
+    """Why ``url`` cannot be requested (a scheme not in ``schemes``, no host, bad port), or None."""
     parts = urlsplit(url)
-    if parts.scheme.lower() not in SCHEMES:
+    if parts.scheme.lower() not in schemes:
         shown = f"'{parts.scheme}'" if parts.scheme else "none"
-        return f"the URL scheme is {shown}, not http:// or https://"
+        return f"the URL scheme is {shown}, not {' or '.join(s + '://' for s in schemes)}"
     if not parts.hostname:
         return "the URL has no host"
     try:

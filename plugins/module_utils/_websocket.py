@@ -23,6 +23,8 @@ import struct
 import time
 from urllib.parse import urlsplit
 
+from ansible_collections.emp.deploy.plugins.module_utils._http import url_problem
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 MAX_HEAD = 16 * 1024
 MAX_PAYLOAD = 1024 * 1024
@@ -52,17 +54,7 @@ def ws_where(url: str) -> str:
 
 def ws_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a WebSocket URL, or None."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("ws", "wss"):
-        shown = f"'{parts.scheme}'" if parts.scheme else "none"
-        return f"the URL scheme is {shown}, not ws:// or wss://"
-    if not parts.hostname:
-        return "the URL has no host"
-    try:
-        parts.port  # noqa: B018  # raises on a port that is not a number
-    except ValueError:
-        return "the URL has an invalid port"
-    return None
+    return url_problem(url, ("ws", "wss"))
 
 
 def accept_key(key: str) -> str:
