@@ -10,22 +10,26 @@ BIN := $(VENV)/bin
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
-# Integration tests mostly wait (soak windows, services starting), so they run in parallel: one
-# worker per CPU, each test file kept on one worker (module-scoped sandboxes and servers are not
-# shared across processes; every test starts its own servers on free ports).
-PYTEST_WORKERS ?= auto
+# Integration tests mostly wait (soak windows, services starting), so they run in parallel: three
+# workers (510 tests took 13.5 min with three on a 2-core machine; the sandboxes sleep more than they compute),
+# each test file kept on one worker (module-scoped sandboxes and servers are not shared across
+# processes; every test starts its own servers on free ports).
+PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 # emp.deploy.* resolves to this checkout through this link (ansible.cfg: collections_path); it is
 # created, not committed (see tools/collection-link). Order-only prerequisite of every target that
 # runs Ansible.
 COLLECTION_LINK := $(ROOT)/collections/ansible_collections/emp/deploy
 
-.PHONY: help demo demo-nogo demo-watch demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench clean sandbox-up sandbox-down sandbox-status
+.PHONY: help plan demo demo-nogo demo-watch demo-real demo-predeploy demo-sandbox test venv system-deps sanity lint typecheck unit integration molecule build compat-2.18 bench ee-context clean sandbox-up sandbox-down sandbox-status
 
 help:
 	@echo "make demo   - run the main job against the embedded sandbox"
+	@echo "make plan   - print the deployment plan for the sandbox inventory (touches no host; docs/safety.md)"
 	@echo "make demo-nogo - the same with a broken webhook release: NO-GO and automatic rollback"
 	@echo "make demo-watch - deploy (GO), then a 3-minute watch: a webhook fault, the alert, the webhooks roll back"
+	@echo "make demo-real EMP_SOURCE=<checkout> - build the real EMP API and webhook service, gate them (GO, then a NO-GO)"
+	@echo "make demo-predeploy - the checklist's pre-deployment tests against the sandbox (all automated lines GO)"
 	@echo "make test   - install everything and run sanity, lint, typecheck, unit, integration, molecule"
 
 $(VENV)/.stamp: requirements.txt requirements/dev.txt requirements/constraints.txt
@@ -67,8 +71,20 @@ demo-sandbox: system-deps venv
 	rm -rf $(DEMO_STATE)
 	cd $(ROOT) && $(BIN)/python -m sandbox --state-dir $(DEMO_STATE) up
 
+# the plan of deploy.yml for the sandbox inventory: phases, hosts, releases, gates, rollback plays,
+# budgets and what is unsafe; runs nothing on any host (docs/safety.md)
+plan: venv
+	cd $(ROOT) && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml -e emp_plan=true
+
+# make demo also shows the plan first (touches no host) and verifies the run's record after it (hash chain).
+ifndef DEMO_RUN
+DEMO_RUN := demo-$(shell date -u +%Y%m%dT%H%M%SZ)
+endif
+
 demo: demo-sandbox
-	cd $(ROOT) && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml
+	cd $(ROOT) && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml -e emp_plan=true
+	cd $(ROOT) && $(DEMO_ENV) EMP_DEPLOY_RUN_ID=$(DEMO_RUN) $(BIN)/ansible-playbook deploy.yml
+	cd $(ROOT) && $(BIN)/ansible-playbook playbooks/verify.yml -e emp_run_dir=$(ROOT)/deploy-reports/$(DEMO_RUN)
 
 demo-nogo: demo-sandbox
 	cd $(ROOT) && rc=0 && $(DEMO_ENV) $(BIN)/ansible-playbook deploy.yml -e emp_sandbox_webhook_version=1.1.0-404 || rc=$$?; \
@@ -97,6 +113,18 @@ demo-watch: demo-sandbox
 	    --check webhook_delivery_failures --component webhooks && \
 	  test "$$(readlink $(DEMO_STATE)/releases/webhook/current)" = releases/1.0.0
 
+# make demo-real EMP_SOURCE=<checkout of stakeordie/emp-job-queue>: the real API and webhook service built from
+# their sources, deployed to with inventories/real-emp (GO, then the NO-GO of a Redis restart without
+# persistence); everything it starts is stopped (tools/demo-real). Not part of make test: CI has no sources.
+demo-real: venv | $(COLLECTION_LINK)
+	EMP_SOURCE="$(EMP_SOURCE)" $(ROOT)/tools/demo-real
+
+# make demo-predeploy: a fresh sandbox, then predeploy.yml (the checklist's "Pre-deployment testing checklist",
+# docs/predeploy.md) against it: every automated line GO, the disruptive ones included (the sandbox inventory
+# marks the sandbox disposable), recorded with run_kind predeploy. Exit code 0 only when the run said GO.
+demo-predeploy: demo-sandbox
+	cd $(ROOT) && $(DEMO_ENV) $(BIN)/ansible-playbook predeploy.yml
+
 test: system-deps venv sanity lint typecheck unit integration molecule build compat-2.18
 	@echo "make test: all quality gates passed"
 
@@ -123,6 +151,11 @@ molecule: system-deps venv
 
 build: venv
 	$(ROOT)/tools/build-check
+
+# The execution environment's build context (execution-environment.yml): builds the collection artifact and
+# runs `ansible-builder create` into .tmp/ee/context, no container engine needed. See docs/awx.md.
+ee-context: venv
+	$(ROOT)/tools/ee-context
 
 compat-2.18: system-deps $(VENV_218)/.stamp | $(COLLECTION_LINK)
 	cd $(ROOT) && $(VENV_218)/bin/python -m pytest tests/unit $(PYTEST_ARGS) && $(VENV_218)/bin/python -m pytest tests/integration -m compat $(PYTEST_PARALLEL) $(PYTEST_ARGS)

@@ -48,7 +48,9 @@ def service_parser(service: str, description: str = "") -> argparse.ArgumentPars
     """An ArgumentParser carrying the common flags every sandbox service accepts."""
     parser = argparse.ArgumentParser(prog=f"python -m sandbox.{service}", description=description)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only)")
-    parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = a free one)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port to listen on (0 = a free one); without it the api and webhook services read the "
+                             "EMP services' environment variables instead (docs/emp-real-contracts.md)")
     parser.add_argument("--redis-url", default=os.environ.get("EMP_SANDBOX_REDIS_URL"),
                         help="Redis URL (required; default $EMP_SANDBOX_REDIS_URL)")
     parser.add_argument("--release-dir", default=None,
@@ -61,8 +63,48 @@ def service_parser(service: str, description: str = "") -> argparse.ArgumentPars
     return parser
 
 
+# The EMP services' own environment (docs/emp-real-contracts.md). Started without --port, the sandbox's API and
+# webhook service read it and refuse to start without it, in the EMP services' order and words. Unlike the EMP
+# services, a refusal never prints the values of other variables (the EMP API lists every *REDIS* one).
+REAL_ENV: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "api": (("OTEL_COLLECTOR_ENDPOINT", "otlp_endpoint"), ("NODE_ENV", None), ("API_PORT", "port"),
+            ("REDIS_URL", "redis_url"), ("CORS_ORIGINS", "cors_origins")),
+    "webhook": (("WEBHOOK_SERVICE_PORT", "port"), ("HUB_REDIS_URL", "redis_url"),
+                ("OTEL_COLLECTOR_ENDPOINT", "otlp_endpoint"), ("NODE_ENV", None)),
+}
+REAL_ENV_REFUSALS = {
+    "REDIS_URL": "❌ FATAL ERROR: REDIS_URL environment variable is not set!",
+    "HUB_REDIS_URL": "❌ FATAL ERROR: HUB_REDIS_URL environment variable is not set!",
+    "WEBHOOK_SERVICE_PORT": "WEBHOOK_SERVICE_PORT environment variable is required",
+}
+
+
+def real_env_refusal(service: str, args: argparse.Namespace, environ: dict) -> str | None:
+    """Fills args from the EMP variables of `service`; the EMP service's refusal for the first one missing."""
+    for name, attribute in REAL_ENV.get(service, ()):
+        value = environ.get(name, "")
+        if not value:
+            return REAL_ENV_REFUSALS.get(name, f"FATAL: {name} environment variable is required. No defaults allowed.")
+        if attribute == "port":
+            args.port = int(value)
+        elif attribute == "cors_origins":
+            args.cors_origins = [origin.strip() for origin in value.split(",")]
+        elif attribute and not getattr(args, attribute, None):  # a flag, when given, wins
+            setattr(args, attribute, value)
+    return None
+
+
 def parse_service_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
+    service = parser.prog.rsplit(".", 1)[-1]
+    args.real_env = args.port is None and service in REAL_ENV
+    if args.real_env:
+        refusal = real_env_refusal(service, args, dict(os.environ))
+        if refusal:
+            print(refusal, file=sys.stderr)
+            raise SystemExit(1)
+    args.port = args.port or 0
+    args.cors_origins = getattr(args, "cors_origins", None) or ["*"]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error(f"--host {args.host}: the sandbox binds loopback only")
     if hasattr(args, "redis_url") and not args.redis_url:
@@ -125,29 +167,44 @@ class _CountingRetry(Retry):
         return super().call_with_retry(do, failed, *args, **kwargs)
 
 
+# At most two connections per client, as an EMP service (ioredis) keeps: one for commands, one for its
+# pub/sub subscriber. An unbounded pool grows under concurrency and, after a Redis restart, reconnects
+# only the connections it uses again, so a service's connection count (what the Redis reconnect gate
+# compares with the count before the release) would drift with load. Commands wait for the shared
+# connection (ioredis queues them the same way); the wait is bounded.
+SERVICE_CONNECTIONS = 2
+POOL_WAIT_S = 30.0
+# ioredis sets no command timeout and a 10 s connect timeout; a shorter bound here counted a busy CI
+# machine's stalls as Redis connection failures (the watch's redis alert fired without any outage).
+# Outages are seen at once all the same: a closed or refused connection fails immediately.
+COMMAND_TIMEOUT_S = 10.0
+
+
 def _retry_policy(retries: int, backoff_base: float, backoff_cap: float) -> Retry:
     # Explicit: redis-py 8 retries with backoff by default, which would hide outages.
     return _CountingRetry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries)
 
 
 def redis_client(url: str, client_name: str | None, *, retries: int = 2, backoff_base: float = 0.05,
-                 backoff_cap: float = 0.5, socket_timeout: float = 2.0, decode_responses: bool = True,
+                 backoff_cap: float = 0.5, socket_timeout: float = COMMAND_TIMEOUT_S, decode_responses: bool = True,
                  single_connection: bool = False) -> redis.Redis:
     """A sync redis-py client; connections are re-established (and re-named) on demand.
 
     ``single_connection=True`` with ``retries=0`` makes a lost connection visible as an error
     (a pool silently replaces connections the server closed): what the no_reconnect fault needs.
     """
-    return redis.Redis.from_url(
-        url, client_name=client_name, decode_responses=decode_responses,
-        socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-        retry=_retry_policy(retries, backoff_base, backoff_cap),
-        health_check_interval=0, single_connection_client=single_connection,
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=SERVICE_CONNECTIONS, timeout=POOL_WAIT_S, client_name=client_name,
+        decode_responses=decode_responses, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+        retry=_retry_policy(retries, backoff_base, backoff_cap), health_check_interval=0,
     )
+    client = redis.Redis(connection_pool=pool, single_connection_client=single_connection)
+    client.auto_close_connection_pool = True
+    return client
 
 
 def async_redis_client(url: str, client_name: str | None, *, retries: int = 2, backoff_base: float = 0.05,
-                       backoff_cap: float = 0.5, socket_timeout: float = 2.0, decode_responses: bool = True
+                       backoff_cap: float = 0.5, socket_timeout: float = COMMAND_TIMEOUT_S, decode_responses: bool = True
                        ) -> redis.asyncio.Redis:
     """An asyncio redis-py client with the same explicit policy as redis_client()."""
     from redis.asyncio.retry import Retry as AsyncRetry
@@ -159,11 +216,14 @@ def async_redis_client(url: str, client_name: str | None, *, retries: int = 2, b
                 return await fail(*fail_args)
             return await super().call_with_retry(do, failed, *args, **kwargs)
 
-    return redis.asyncio.Redis.from_url(
-        url, client_name=client_name, decode_responses=decode_responses,
-        socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=SERVICE_CONNECTIONS, timeout=POOL_WAIT_S, client_name=client_name,
+        decode_responses=decode_responses, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
         retry=CountingAsyncRetry(ExponentialBackoff(cap=backoff_cap, base=backoff_base), retries),
     )
+    client = redis.asyncio.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
 
 
 class Backoff:

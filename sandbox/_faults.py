@@ -20,6 +20,17 @@ FAULT_SERVICES: dict[str, tuple[str, ...]] = {
     "jobs-stalled": ("worker",),
     "redis-drop": ("api", "webhook", "worker", "monitor"),
     "telemetry-export": ("api", "webhook", "worker"),
+    # a switch rather than a fault: the API records and exports no spans while it is set (the
+    # predeploy's "performance impact of direct OTEL" compares its latency with and without)
+    "telemetry-off": ("api",),
+    # the worker machine's pm2 apps, ComfyUI and Ollama stand-ins, and completion records
+    "worker-crashloop": ("worker",),
+    "comfyui-node-missing": ("worker",),
+    "ollama-model-missing": ("worker",),
+    "ollama-slow": ("worker",),
+    "ollama-down": ("worker",),
+    "attestation-missing": ("worker",),
+    "asset-save-fails": ("worker",),
 }
 POLL_S = 0.5
 

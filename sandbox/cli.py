@@ -13,6 +13,7 @@ Everything lives under one state directory (``--state-dir``, default ``$EMP_SAND
     faults.json             runtime faults (``fault NAME``), polled by the services
     ngrok/ngrok.yml         the ngrok stand-in's v3 configuration
     status.json             the last ``status --json`` written by ``up``
+    database.json           the sandbox's own PostgreSQL database (URL, ledger), or why there is none
 
 Every service runs in its own session (process group); ``down`` signals whole groups with
 SIGTERM, then SIGKILL after a grace period, and verifies that no process of any group is left.
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox import database as sandbox_database
 from sandbox import redis as sandbox_redis
 from sandbox._faults import FAULT_SERVICES, read_faults
 from sandbox.prometheus import PrometheusEngine
@@ -45,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "sandbox"
 CATALOGUE = PACKAGE / "releases"
 NGROK_BINARY = PACKAGE / "bin" / "ngrok"
+PM2_BINARY = PACKAGE / "bin" / "pm2"  # `pm2 jlist` of the sandbox worker machine
 HOST = "127.0.0.1"
 INITIAL_VERSION = "1.0.0"
 VERSIONED_SERVICES = ("api", "webhook", "worker", "monitor")
@@ -58,6 +61,10 @@ SCRAPE_INTERVAL = "1s"
 TRAFFIC_INTERVAL_S = 0.5
 STOP_GRACE_S = 6.0
 READY_TIMEOUT_S = 15.0
+# The monitor's tries per Redis outage, 1 s apart: a predeploy's disruptive check keeps the sandbox's Redis
+# down for a few seconds, and for a minute and more on a machine busy with other work; past this the
+# monitor gives up for good (what its health then says), which the predeploy would rightly call NO-GO.
+MONITOR_REDIS_RETRIES = 120
 DASH0_TOKEN = "sandbox-token"  # sandbox-only bearer token of the query API, not a secret
 DASH0_DATASET = "default"
 NGROK_AUTHTOKEN = "sandbox-ngrok-authtoken"  # the stand-in only checks its shape
@@ -69,7 +76,7 @@ PORT_KEYS: dict[str, tuple[str, ...]] = {
     "telemetry": ("otlp", "query", "collector_health"),
     "api": ("api",),
     "webhook": ("webhook",),
-    "worker": ("worker_health",),
+    "worker": ("worker_health", "comfyui", "ollama"),
     "monitor": ("monitor",),
     "traffic": ("traffic",),
     "ngrok": ("ngrok_api", "ngrok_tunnel_api", "ngrok_tunnel_webhook", "ngrok_tunnel_redis"),
@@ -221,10 +228,11 @@ def pick_free_port(taken: set[int]) -> int:
 
 # --------------------------------------------------------------------------- the sandbox
 class Sandbox:
-    def __init__(self, state_dir: Path, out: Callable[[str], None] = print):
+    def __init__(self, state_dir: Path, out: Callable[[str], None] = print, pg_url: str | None = None):
         self.state = State(Path(state_dir).resolve())
         self.out = out
         self.python = sys.executable
+        self.pg_url = sandbox_database.admin_url(pg_url)
 
     # ------------------------------------------------------------------ components
     def available(self, service: str) -> bool:
@@ -251,7 +259,7 @@ class Sandbox:
                 "otlp": url("otlp"), "query": url("query"), "collector_health": url("collector_health", suffix="/"),
                 "collector_metrics": url("collector_health", suffix="/metrics"), "ngrok_api": url("ngrok_api"),
                 "monitor": url("monitor"), "worker_health": url("worker_health"), "prometheus": url("prometheus"),
-                "traffic": url("traffic")}
+                "traffic": url("traffic"), "comfyui": url("comfyui"), "ollama": url("ollama")}
 
     def prometheus_engine(self, ports: dict[str, int]) -> PrometheusEngine:
         """The sandbox Prometheus: every service's /metrics and the Dash0 stand-in's exposition, each second."""
@@ -287,7 +295,10 @@ class Sandbox:
         if service in ("api", "webhook", "worker") and self.service_running("telemetry"):
             common += ["--otlp-endpoint", urls["otlp"]]
         if service == "worker":
-            common += ["--asset-dir", str(self.state.root / "assets"), "--restart-count", str(restarts)]
+            common += ["--asset-dir", str(self.state.root / "assets"), "--restart-count", str(restarts),
+                       "--comfyui-port", str(ports["comfyui"]), "--ollama-port", str(ports["ollama"])]
+        if service == "monitor":
+            common += ["--redis-retries", str(MONITOR_REDIS_RETRIES)]
         return common
 
     def write_ngrok_config(self, ports: dict[str, int]) -> Path:
@@ -448,6 +459,7 @@ class Sandbox:
         # in that batch so the services get --otlp-endpoint; their exporters cope with a collector
         # that needs a moment longer.
         batches = [["redis"], [s for s in SERVICES if s != "redis"]]
+        self.ensure_database()
         for batch in batches:
             started: list[tuple[str, dict[str, Any]]] = []
             for service in batch:
@@ -510,6 +522,10 @@ class Sandbox:
         self.clear_faults()
         for service in stopped:
             self.out(f"stopped {service}")
+        dropped = sandbox_database.drop(sandbox_database.read_record(self.database_file))
+        if dropped:
+            self.out(f"dropped database {dropped}")
+        self.database_file.unlink(missing_ok=True)
         try:
             (self.state.root / "status.json").unlink()
         except FileNotFoundError:
@@ -549,6 +565,27 @@ class Sandbox:
         if restart and self.service_running(service):  # a stopped sandbox just gets the new symlink
             self.restart(service)
         return {"service": service, "version": version, "previous": previous}
+
+    def stop(self, service: str) -> list[str]:
+        """Stops one service and leaves it stopped (`up --only <service>` starts it again, same ports):
+        the predeploy's disruptive checks take the sandbox's own Redis away this way."""
+        if service not in SERVICES:
+            raise SandboxError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
+        stopped = self.stop_services([service])
+        self.out(f"stopped {service}" if stopped else f"{service} was not running")
+        return stopped
+
+    # ------------------------------------------------------------------ database
+    @property
+    def database_file(self) -> Path:
+        return self.state.root / "database.json"
+
+    def ensure_database(self) -> dict[str, Any]:
+        record = sandbox_database.ensure(self.state.root, self.pg_url)
+        write_json_atomic(self.database_file, record)
+        self.out(f"database {record['name']} ({len(record['migrations'])} migrations applied)" if record["url"]
+                 else f"{record['error']}; starting without it")
+        return record
 
     # ------------------------------------------------------------------ faults
     def faults(self) -> dict[str, dict[str, Any]]:
@@ -592,6 +629,8 @@ class Sandbox:
         def live(service: str, key: str) -> str | None:
             return urls[key] if services[service]["status"] == "running" else None
 
+        database = sandbox_database.read_record(self.database_file)
+
         return {
             "state_dir": str(self.state.root),
             "redis": live("redis", "redis"), "api": live("api", "api"), "webhook": live("webhook", "webhook"),
@@ -608,6 +647,14 @@ class Sandbox:
             "prometheus_api": (urls["query"] + "/api/prometheus"
                                if services["telemetry"]["status"] == "running" and urls["query"] else None),
             "traffic": live("traffic", "traffic"),
+            # the sandbox's own database (null when PostgreSQL was unreachable at `up`: database_error says why)
+            "database": database.get("url"), "database_migrations": database.get("migrations") or [],
+            "database_error": database.get("error") if database else "no database: the sandbox was not started",
+            # the worker machine's pm2 list (its health server, and the pm2 stand-in), ComfyUI and Ollama
+            "pm2_jlist": (urls["worker_health"] + "/pm2/jlist"
+                          if services["worker"]["status"] == "running" and urls["worker_health"] else None),
+            "pm2_binary": str(PM2_BINARY),
+            "comfyui": live("worker", "comfyui"), "ollama": live("worker", "ollama"),
             "releases_dir": str(self.state.releases_dir),
             "versions": versions,
             "current_versions": {s: self.current_version(s) for s in VERSIONED_SERVICES},
@@ -668,7 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start every service that is not running (idempotent)")
     up.add_argument("--only", default=None, help="comma-separated services to start")
     up.add_argument("--json", action="store_true", help="print the status as JSON afterwards")
-    sub.add_parser("down", help="stop everything and verify no process is left")
+    parser.add_argument("--pg-url", default=None,
+                        help=f"PostgreSQL server (admin URL) on which `up` creates the sandbox's database and `down` "
+                             f"drops it (default ${sandbox_database.ADMIN_URL_ENV} or {sandbox_database.DEFAULT_ADMIN_URL})")
+    sub.add_parser("down", help="stop everything (and drop the sandbox's database), verify no process is left")
+    stop = sub.add_parser("stop", help="stop one service and leave it stopped (`up --only SERVICE` starts it again)")
+    stop.add_argument("service", choices=SERVICES)
     status = sub.add_parser("status", help="show what runs where")
     status.add_argument("--json", action="store_true", help="one JSON object")
     restart = sub.add_parser("restart", help="restart one service on the same ports")
@@ -688,11 +740,13 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--rate", type=float, default=None, help="webhook-failures: share of deliveries that fail "
                                                                 "(0 < rate <= 1, default 0.5)")
     fault.add_argument("--mb-per-s", type=float, default=None, help="worker-memory-leak: RSS growth (default 5)")
-    fault.add_argument("--ms", type=int, default=None, help="api-latency: delay added to every request (default 300)")
+    fault.add_argument("--ms", type=int, default=None, help="api-latency: delay added to every request (default 300); "
+                                                            "ollama-slow: delay of each generate (default 5000)")
     return parser
 
 
-FAULT_OPTIONS = {"webhook-failures": ("rate", 0.5), "worker-memory-leak": ("mb_per_s", 5.0), "api-latency": ("ms", 300)}
+FAULT_OPTIONS = {"webhook-failures": ("rate", 0.5), "worker-memory-leak": ("mb_per_s", 5.0), "api-latency": ("ms", 300),
+                 "ollama-slow": ("ms", 5000)}
 
 
 def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
@@ -729,7 +783,7 @@ def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sandbox = Sandbox(args.state_dir or default_state_dir(),
-                      out=(lambda message: print(message, file=sys.stderr)))
+                      out=(lambda message: print(message, file=sys.stderr)), pg_url=args.pg_url)
     try:
         if args.command == "up":
             only = [s.strip() for s in args.only.split(",")] if args.only else None
@@ -745,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(status) if args.json else format_status(status))
         elif args.command == "restart":
             sandbox.restart(args.service)
+        elif args.command == "stop":
+            sandbox.stop(args.service)
         elif args.command == "deploy":
             print(json.dumps(sandbox.deploy(args.service, args.version, restart=not args.no_restart)))
         elif args.command == "pm2":

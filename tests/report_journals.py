@@ -108,6 +108,20 @@ class JournalBuilder:
                                        "state": "not_started", "components": [], "ok": None, "duration_s": None,
                                        "budget_s": None, "within_budget": None, "why_not": "no enforced NO-GO"})
 
+    def notify(self, target: str, event: str, sent: bool = True, status: int | None = 200, attempts: int = 1,
+               outcome: str | None = None, error: str | None = None) -> None:
+        """A notify record as the callback's sender thread journals it (docs/records.md)."""
+        self.add("notify", target=target, event=event, outcome=outcome or ("sent" if sent else "timeout"), sent=sent,
+                 status=status, attempts=attempts, statuses=[status] * attempts, waits_s=[], error=error,
+                 delay_s=0.002, duration_s=0.05, message_id=None)
+
+    def trace_export(self, sent: bool = True, spans: int = 9, events: int = 19) -> None:
+        self.add("trace_export", endpoint="127.0.0.1:4318", protocol="http/protobuf",
+                 outcome="sent" if sent else "unreachable", sent=sent, status=200 if sent else None, attempts=1,
+                 statuses=[200 if sent else None], trace_id="5f0c" * 8, spans=spans, events=events, rejected=0,
+                 error=None if sent else "cannot reach the OTLP endpoint at 127.0.0.1:4318 (POST /v1/traces)",
+                 duration_s=0.04)
+
     def rollback(self, components: list[str], reason: str, seconds: float = 4.0, budget: float = 300) -> dict:
         command = ("ansible-playbook emp.deploy.rollback -i inventories/sandbox/hosts.yml -e "
                    + json.dumps(json.dumps({"emp_rollback_components": components, "emp_run_id": self.run_id})))
@@ -150,6 +164,24 @@ def nogo_run(run_id: str = "20261203T120000Z-nogo01") -> JournalBuilder:
                                         ("webhook-error-rate", [0.5, 2, 3], 1, "observe", 0, "result.error_rate")])
     reason = "webhooks: gate webhook-p95 said NO-GO"
     rollback = j.rollback(["webhooks"], reason)
+    j.run_end("NO-GO", rollback)
+    return j
+
+
+def told_run(run_id: str = "20261203T120000Z-told01", after_s: float = 90, slack_sent: bool = True) -> JournalBuilder:
+    """A NO-GO run whose NO-GO notice reached Slack (or did not) ``after_s`` after the gate said NO-GO, a Teams
+    notice that failed, a rollback notice, and the run exported as a trace."""
+    j = JournalBuilder(run_id)
+    j.run_start()
+    j.phase("application", "webhooks", [("webhook-p95", [150, 312])])
+    j.clock.tick(after_s)
+    j.notify("slack", "nogo", sent=slack_sent, status=200 if slack_sent else None,
+             error=None if slack_sent else "the Slack URL did not answer within 5 s")
+    j.notify("teams", "nogo", sent=False, status=503, attempts=3, outcome="http_error",
+             error="the Teams URL answered HTTP 503: try later")
+    rollback = j.rollback(["webhooks"], "webhooks: gate webhook-p95 said NO-GO")
+    j.notify("slack", "rollback")
+    j.trace_export()
     j.run_end("NO-GO", rollback)
     return j
 

@@ -141,6 +141,23 @@ class PostgresCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def kill_processes_working_in(folder: Path) -> None:
+    """SIGKILL every process whose working directory is ``folder`` or below it: a playbook that
+    ansible-runner started in a job's project folder names no unique path on its command line."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd").removesuffix(" (deleted)"))
+        except OSError:
+            continue
+        if cwd == folder or folder in cwd.parents:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
 def kill_processes_mentioning(text: str) -> None:
     """SIGKILL every process whose command line contains ``text``: ansible-core 2.21 starts each worker
     in a session of its own, so killing a playbook's process group leaves a worker that outlives it."""

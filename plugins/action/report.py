@@ -12,10 +12,9 @@ from __future__ import annotations
 import typing as t
 from pathlib import Path
 
-from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.emp.deploy.plugins.plugin_utils._reports import write_reports
+from ansible_collections.emp.deploy.plugins.plugin_utils._reports import run_folder, write_reports
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     run_dir=dict(type="path", required=True),
@@ -30,10 +29,7 @@ class ActionModule(ActionBase):
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = super().run(tmp, task_vars)
         args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
-        run_dir = Path(args["run_dir"]).expanduser().resolve()
-        if not (run_dir / "journal.jsonl").is_file():
-            raise AnsibleActionFail(f"{run_dir} holds no journal.jsonl: give the folder of one run, "
-                                    f"<report_dir>/<run_id> (for example deploy-reports/20261203T121500Z-a1b2c3)")
+        run_dir = run_folder(args["run_dir"])
         outcome = write_reports(run_dir, index=args["index"], check_mode=bool(self._task.check_mode))
         result.update(run_dir=str(run_dir), decision=outcome.decision, files=outcome.files, changed=outcome.changed)
         if outcome.errors:

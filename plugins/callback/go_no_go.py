@@ -49,6 +49,14 @@ description:
     collection's C(docs/reports.md)); a report that cannot be written is a record error, never a failed run."
   - "A run whose first play sets C(emp_record: false) in its C(vars) (the collection's report playbook does)
     keeps no record: it renders records, it is not a deployment."
+  - "Run kinds: a run whose first play sets the literal C(emp_run_kind: predeploy) in its C(vars) (the collection's
+    predeploy playbook does) is recorded like a deploy run, with C(run_kind: predeploy) in C(run_start) and
+    C(summary.json) (otherwise C(deploy); any other value stops the run before any task). It never rolls back, not
+    even after an enforced NO-GO (the run still fails with the exit code of a NO-GO deploy run), and a watch never
+    attaches to it."
+  - "A task result that carries C(emp_check_skipped) (C(name), C(checklist_ref), C(reason), also in loop items) is
+    journaled as C(check_skipped) and listed under C(skipped_checks) in the summary: a check deliberately not run,
+    which a report shows as skipped, never as passed."
   - Prints a compact GO/NO-GO table at the end of every run, with a host column when the rows come
     from more than one host. A gate recorded as C(redacted) (its task has C(no_log)) shows its
     decision, name and timing, never its reason or measured values. A run in which no gate ran and no
@@ -100,6 +108,21 @@ description:
     journaled as a C(notify) record (target, event, outcome, sent, status, attempts), so a missing one is visible.
     A notice that cannot be sent is never an error of the run. URLs and the secret appear in no output, record or
     message (they say C(the Slack URL)). See the collection's C(docs/notifications.md)."
+  - "Environment lock: a playbook whose first play has the literal C(emp_environment_lock: true) in its C(vars)
+    (C(deploy.yml), C(watch.yml), C(rollback.yml)) takes the lock of its environment (the variable C(emp_environment),
+    default the inventory's name) when the run starts, before any task: a Redis key when O(lock_redis_url) is set,
+    renewed by a thread while the run lives and released by compare-and-delete, else a file lock
+    C(<report_dir>/.lock.<environment>). A second run is refused before any task (exit code 5) with a message
+    C(locked by run <run_id>) naming the user, host and since when; a run of the same run id (the holder's rollback)
+    proceeds. The extra var C(emp_lock=off) runs without the lock, for tests; it is recorded. Every outcome is a C(lock)
+    journal record and C(lock) in C(summary.json). See the collection's C(docs/lock-and-verify.md)."
+  - "The deployment as a trace: with O(otlp_endpoint) set, a deploy run ends by sending itself as one OpenTelemetry
+    trace over OTLP/HTTP (run, phases, gates with their samples as events, the rollback and its plays; attributes for the
+    release, component and decision), built from the journal only, so the same journal always gives the same trace
+    (the trace id comes from the run id). It is sent once, just before C(run_end) (also when a signal ends the run),
+    within O(otlp_timeout) for all attempts together; the outcome is journaled as a C(trace_export) record and shown
+    in the table and the reports. An export that fails is never an error of the run. The headers and the token
+    appear in no output, record or message. Watch invocations send no trace. See the collection's C(docs/trace.md)."
 author:
   - emp.deploy maintainers (@emp-deploy)
 requirements:
@@ -258,6 +281,28 @@ options:
     ini:
       - section: callback_go_no_go
         key: notify_timeout
+  lock_redis_url:
+    description:
+      - The Redis that holds the environment locks, C(redis://[[user]:password@]host[:port][/db]) (or C(rediss://)).
+        Unset, the lock is a file beside the reports. Never printed. A malformed URL stops the run before any task;
+        a Redis that does not answer refuses the run (it never runs unguarded).
+    type: str
+    env:
+      - name: EMP_DEPLOY_LOCK_REDIS_URL
+    ini:
+      - section: callback_go_no_go
+        key: lock_redis_url
+  lock_ttl:
+    description:
+      - Time to live of the Redis lock key, in seconds or with a unit as in O(rollback_budgets), at least 0.2 s; a thread
+        renews it every third of it while the run lives, so a run that died frees the environment within this time.
+    type: str
+    default: "30s"
+    env:
+      - name: EMP_DEPLOY_LOCK_TTL
+    ini:
+      - section: callback_go_no_go
+        key: lock_ttl
   notify_retries:
     description:
       - How many times a notice is sent again after an answer 429 or 5xx or a refused connection, from 0 to 5.
@@ -270,6 +315,74 @@ options:
     ini:
       - section: callback_go_no_go
         key: notify_retries
+  otlp_endpoint:
+    description:
+      - OTLP/HTTP base URL that receives the run as one trace (an OpenTelemetry collector, or Dash0's ingress), for
+        example C(http://127.0.0.1:4318); C(/v1/traces) is appended unless the URL ends with it. Unset, no trace
+        is sent.
+      - An http or https URL with a host; anything else stops the run before any task (the message does not show
+        the URL). Records and messages name its host and port only.
+    type: str
+    env:
+      - name: EMP_DEPLOY_OTLP_ENDPOINT
+    ini:
+      - section: callback_go_no_go
+        key: otlp_endpoint
+  otlp_headers:
+    description:
+      - HTTP headers of the export, C(name=value) items separated by C(,) with percent-encoded values, as
+        E(OTEL_EXPORTER_OTLP_HEADERS), for example C(Dash0-Dataset=production). Never printed.
+      - A malformed item stops the run before any task (the message names the header, never its value).
+    type: str
+    env:
+      - name: EMP_DEPLOY_OTLP_HEADERS
+    ini:
+      - section: callback_go_no_go
+        key: otlp_headers
+  otlp_token:
+    description:
+      - "A bearer token, sent as C(Authorization: Bearer <token>) (Dash0's auth token). Never printed. Refused
+        together with an C(Authorization) item in O(otlp_headers)."
+    type: str
+    env:
+      - name: EMP_DEPLOY_OTLP_TOKEN
+    ini:
+      - section: callback_go_no_go
+        key: otlp_token
+  otlp_protocol:
+    description:
+      - OTLP/HTTP encoding of the trace, V(http/protobuf) or V(http/json). Any other value stops the run before any task.
+    type: str
+    default: http/protobuf
+    env:
+      - name: EMP_DEPLOY_OTLP_PROTOCOL
+    ini:
+      - section: callback_go_no_go
+        key: otlp_protocol
+  otlp_timeout:
+    description:
+      - Deadline of the whole export, every attempt and wait included, in seconds or with a unit as in
+        O(rollback_budgets), more than 0 and at most 60 s. An answer 429, 502, 503 or 504 or a refused connection is
+        tried again (after its C(Retry-After)) while the deadline lasts; a timeout is not, so the end of the run
+        waits at most this long.
+    type: str
+    default: "5"
+    env:
+      - name: EMP_DEPLOY_OTLP_TIMEOUT
+    ini:
+      - section: callback_go_no_go
+        key: otlp_timeout
+  otlp_service_name:
+    description:
+      - C(service.name) of the trace's resource, the service the deployment appears as next to the services' own
+        telemetry.
+    type: str
+    default: emp.deploy
+    env:
+      - name: EMP_DEPLOY_OTLP_SERVICE_NAME
+    ini:
+      - section: callback_go_no_go
+        key: otlp_service_name
 """
 
 import os
@@ -282,25 +395,27 @@ from functools import wraps
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _env_lock as envlock
 from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapter as adapter
 from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
 from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notify
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
+from ansible_collections.emp.deploy.plugins.plugin_utils import _trace as trace
 from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
     OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, run_id_from_environment,
-    validate_options,
+    run_user, validate_options,
 )
 
 _RUN_FAILED_HOSTS = 2
 _BAD_OPTIONS = 5  # ansible-playbook's own exit code for bad options
 _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 _OPTION_NAMES = ("report_dir", "rollback", "rollback_scope", "rollback_playbook", "rollback_budgets",
-                 "rollback_default_budget", "rollback_runner") + notify.OPTION_NAMES
+                 "rollback_default_budget", "rollback_runner") + notify.OPTION_NAMES + envlock.OPTION_NAMES + trace.OPTION_NAMES
 _GATE_ACTIONS = ("emp.deploy.gate", "gate")
 _RECORD_KEYS = (R.GATE_RESULT_KEY, R.GATES_RESULT_KEY, R.RELEASE_RESULT_KEY, R.WATCH_PASS_RESULT_KEY,
-                R.WATCH_RESULT_KEY, "results", "censored")
+                R.WATCH_RESULT_KEY, R.CHECK_SKIPPED_RESULT_KEY, "results", "censored")
 
 
 def _never_break(method: t.Callable) -> t.Callable:
@@ -337,12 +452,14 @@ class CallbackModule(CallbackBase):
         self._is_child = self._sink is not None or bool(os.environ.get(runner.CHILD_ENV))
         self._recorder: RunRecorder | None = None
         self._notices: notify.RunNotices | None = None
+        self._trace: trace.RunTrace | None = None
         self._runner: runner.RollbackRunner | None = None
         self._playbooks: list[str] = []
         self._warned: set[str] = set()
         self._task_started: tuple[str, str] = ("", "")
         self._previous_handlers: dict[int, t.Any] = {}
         self._signal_pid = 0
+        self._lock: envlock.RunLock | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -403,28 +520,36 @@ class CallbackModule(CallbackBase):
             self._recorder.start_phase(phase, component, to_text(play.get_name()))
 
     def _start_run(self, play: t.Any) -> None:
-        if (play.vars or {}).get(R.RECORD_VAR) is False:
-            self._is_child = True  # inert, as a rollback child without a sink: a run that only renders records
-            return
         extra_vars = adapter.extra_vars_of(play)
+        if (play.vars or {}).get(R.RECORD_VAR) is False or _is_true(extra_vars.get(R.PLAN_VAR)):
+            self._is_child = True  # inert, as a rollback child without a sink: a run that only renders records
+            return  # or only prints its plan
         attach = watch.attach_requested(play.vars)
         try:
             raw = self._raw_options()
             options = validate_options(raw)
             notify_options = notify.parse_options(raw)
+            run_kind = run_kind_of(play.vars)
+            trace_options = trace.parse_options(raw)
             if attach:  # a watch after GO: it records into the deploy run it watches
                 options = watch.attach_options(options, extra_vars.get(R.WATCH_ROLLBACK_VAR))
                 run_id = watch.find_deploy_run(options.report_dir, extra_vars.get(R.WATCH_RUN_ID_VAR))
             else:
                 run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
-        except OptionError as exc:
+            lock = envlock.plan(play.vars, extra_vars, raw, options.report_dir,
+                                lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"))
+        except (OptionError, envlock.LockOptionError) as exc:
             self._stop_run(str(exc))
         recorder = watch.WatchRecorder(options, run_id) if attach else RunRecorder(options, run_id)
+        refused = self._take_lock(lock, recorder, run_id, attach)
         os.environ[R.RUN_ID_ENV] = run_id  # every task of the run can read it (env lookup)
         os.environ[R.RUN_DIR_ENV] = str(recorder.run_dir)  # absolute: the watch keeps its state there
         os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
         self._recorder = recorder
         self._notices = notify.RunNotices(notify_options, recorder, watch=attach)
+        if trace_options is not None and not attach:  # a watch invocation has no run of its own to trace
+            self._trace = trace.RunTrace(trace_options, recorder)
+            recorder.before_end = self._trace.before_end
         cli = adapter.cli_args()
         common = {"playbook": self._playbooks[0] if self._playbooks else None, "playbooks": list(self._playbooks),
                   "check_mode": bool(cli.get("check", False)), "limit": cli.get("subset")}
@@ -432,11 +557,49 @@ class CallbackModule(CallbackBase):
             recorder.start(**common, mode=watch.mode_hint(extra_vars, play.vars))
         else:
             recorder.start(**common, emp_release=adapter.release_label(play, extra_vars),
-                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars)
+                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind)
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
+        if recorder.lock is not None:
+            recorder.record(R.LOCK, **recorder.lock)
+        if refused is not None:
+            recorder.finish(R.REFUSED, [str(refused)], {})
+            self._stop_run(f"REFUSED: {refused}")
         self._install_signal_handlers()
         recorder.watch()
+
+    def _take_lock(self, lock: envlock.LockPlan | None, recorder: RunRecorder, run_id: str,
+                   attach: bool) -> envlock.LockRefused | None:
+        """The environment lock, before the record starts and before any task; the refusal, if refused."""
+        if lock is None:
+            return None
+        if lock.backend is None:  # emp_lock=off
+            recorder.lock = lock.off_record()
+            return None
+        self._lock = envlock.RunLock(lock.backend, lock.ttl_s, record=lambda entry: recorder.record(R.LOCK, **entry),
+                                     warn=lambda text: self._display.warning(f"emp.deploy.go_no_go: {text}"))
+        try:
+            recorder.lock = self._lock.acquire(envlock.new_holder(run_id, run_user(), now()))
+            return None
+        except envlock.LockRefused as exc:
+            self._lock = None
+            recorder.lock = lock.refused_record(exc)
+            if attach:  # a refused watch invocation leaves one lock record in the deploy's journal, nothing more
+                recorder.open()
+                recorder.record(R.LOCK, **recorder.lock)
+                recorder.finished = True
+                recorder._close_journal()  # pylint: disable=protected-access
+                self._stop_run(f"REFUSED: {exc}")
+            return exc
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is None or self._recorder is None:
+            return
+        entry = lock.release()
+        if entry is not None:
+            self._recorder.lock = entry
+            self._recorder.record(R.LOCK, **entry)
 
     @_never_break
     def v2_playbook_on_task_start(self, task: t.Any, is_conditional: bool) -> None:
@@ -475,6 +638,14 @@ class CallbackModule(CallbackBase):
             self._step_failed(result, unreachable=False)
 
     @_never_break
+    def v2_runner_on_skipped(self, result: t.Any) -> None:
+        task = adapter.task_of(result)
+        if self._is_child or self._recorder is None or to_text(getattr(task, "action", "")) not in _GATE_ACTIONS:
+            return
+        self._recorder.add_skipped_gate(adapter.skipped_gate(task, adapter.task_result(result)),
+                                        adapter.host_name(result))
+
+    @_never_break
     def v2_runner_on_unreachable(self, result: t.Any) -> None:
         self._step_failed(result, unreachable=True)
 
@@ -496,6 +667,8 @@ class CallbackModule(CallbackBase):
         if self._recorder is not None and not self._is_child:
             for step in releases_in(data):
                 self._recorder.add_release(step, host)
+            for check in skipped_checks_in(data):
+                self._recorder.add_skipped_check(check, host)
         return len(gates)
 
     def _censored_gate(self, result: t.Any, data: t.Mapping[str, t.Any], failed: bool) -> list[dict[str, t.Any]]:
@@ -555,12 +728,15 @@ class CallbackModule(CallbackBase):
         self._notify("drain")  # bounded: the last notices go out (or are journaled as not sent) before run_end
         for line in self._notices.unsent() if self._notices is not None else []:
             self._display.display(f"emp.deploy.go_no_go: {line}", color="bright purple")
+        self._release_lock()
         summary = recorder.finish(decision, reasons, hosts)
         report = str(recorder.run_dir / "summary.json")
         if isinstance(recorder, watch.WatchRecorder):
             text, color = table.render_watch(summary, recorder.entry, recorder.gates, recorder.rollback, report)
         else:
             text, color = table.render(summary, report)
+        text += table.told_lines(self._notices.records() if self._notices is not None else [],
+                                 self._trace.record if self._trace is not None else None)
         self._display.display(text, color=color)
 
     def _roll_back_if_needed(self, recorder: RunRecorder) -> None:
@@ -570,8 +746,11 @@ class CallbackModule(CallbackBase):
         if recorder.run.get("rollback_run"):
             recorder.rollback = recorder.no_rollback("a rollback run never rolls back itself")
             return
+        if recorder.run_kind == R.RUN_KIND_PREDEPLOY:
+            recorder.rollback = recorder.no_rollback("a predeploy run never rolls back: it released nothing")
+            return
         if not components:
-            recorder.rollback = recorder.no_rollback("no phase component to roll back")
+            recorder.rollback = recorder.no_rollback(recorder.why_no_rollback())
             return
         options = recorder.options
         extra_vars = {R.ROLLBACK_COMPONENTS_VAR: components, R.ROLLBACK_REASON_VAR: recorder.rollback_reason(),
@@ -620,6 +799,7 @@ class CallbackModule(CallbackBase):
             try:
                 if self._runner is not None:
                     self._runner.interrupted(signum)
+                self._release_lock()
                 reasons = recorder.enforced_nogo()
                 recorder.finish(R.NO_GO if reasons else R.INTERRUPTED, reasons, {},
                                 interrupted=signal.Signals(signum).name)
@@ -634,6 +814,28 @@ class CallbackModule(CallbackBase):
             # the default action: die of the signal, as the run would have without this handler
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+
+
+def _is_true(value: t.Any) -> bool:
+    return str(value).strip().lower() in ("true", "yes", "on", "1") if value is not None else False
+
+
+def run_kind_of(play_vars: t.Mapping[str, t.Any] | None) -> str:
+    """deploy, or predeploy when the first play says `emp_run_kind: predeploy` literally; anything else stops the run."""
+    value = (play_vars or {}).get(R.RUN_KIND_VAR, R.RUN_KIND_DEPLOY)
+    if value not in R.RUN_KINDS:
+        raise OptionError(f"{R.RUN_KIND_VAR}: {value!r} is not one of {', '.join(R.RUN_KINDS)} (a literal in the "
+                          f"first play's vars)")
+    return str(value)
+
+
+def skipped_checks_in(data: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+    """Every emp_check_skipped in a result, including the per-item results of a loop."""
+    found = [dict(data[R.CHECK_SKIPPED_RESULT_KEY])] if isinstance(data.get(R.CHECK_SKIPPED_RESULT_KEY), t.Mapping) else []
+    for item in data.get("results") or []:
+        if isinstance(item, t.Mapping):
+            found.extend(skipped_checks_in(item))
+    return found
 
 
 def _host_stats(stats: t.Any) -> dict[str, t.Any]:

@@ -38,3 +38,20 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 """
+
+    # Action plugins that do their work on the controller (gate, watch, report): the attributes they
+    # share; each plugin adds its own check_mode, delegation, become and connection entries.
+    CONTROLLER_ACTION = r"""
+options: {}
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+"""

@@ -132,6 +132,7 @@ def seed_jobs(conn, ledger: Ledger, service: str, count: int, run_id: str) -> li
     commands: list = [("MULTI",)]
     for job_id in ids:
         ledger.job(job_id)
+        ledger.keys.add(f"progress:{job_id}")  # the EMP function adds the claim to the job's progress stream
         flat = [item for pair in synthetic_job(job_id, service, priority, run_id).items() for item in pair]
         commands.append(("HSET", job_key(job_id), *flat))
     zadd: list = ["ZADD", PENDING_KEY]
@@ -216,6 +217,7 @@ def run_claimers(open_connection, ledger: Ledger, service: str, jobs: int, claim
     for index in range(claimers):
         worker_id = f"{service}-claimer-{index}"
         ledger.keys.add(active_key(worker_id))  # only the probe's claimers write there
+        ledger.keys.add(f"worker:{worker_id}")  # the EMP function marks the claiming worker busy in its hash
         # a correct function answers nil after the last job: one call more than there are jobs is enough
         threads.append(Claimer(open_connection, worker_id, service, jobs, jobs + 1, start_line, deadline))
     for thread in threads:

@@ -150,29 +150,20 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
+  - emp.deploy.attributes.controller_action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: In a check run the probe runs in check mode too, unless O(probe.check_mode=false); the decision is made as usual.
   delegation:
     support: full
     details: The probe runs on the delegated host.
-  diff_mode:
-    support: none
   become:
     support: full
     details: The probe module runs with the task's privilege escalation.
   connection:
     support: full
     details: The probe module runs through the task's connection.
-  platform:
-    platforms: posix
 notes:
   - Bad options (no criteria, both or neither of O(probe) and O(evidence), an unknown O(mode), a
     criterion that does not template, an unknown probe module) fail before any sampling.

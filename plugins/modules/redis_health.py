@@ -64,8 +64,43 @@ options:
         C({emp-api: 1, emp-webhook: 1, emp-monitor: 1})."
       - A name may be a shell-style pattern such as C(emp-worker*); connections whose name matches are
         counted together.
-      - This is how a gate proves that every service reconnected after a Redis restart.
+      - Only for services that name their connections (C(CLIENT SETNAME)). The services of the public EMP
+        sources do not; judge their reconnection with O(min_connected_clients) (the count before the
+        restart) and O(service_health) instead.
     type: dict
+  service_health:
+    description:
+      - Health endpoints of the services that use this Redis, each requested once per measurement with a
+        C(GET). A service is healthy when it answers 2xx and every path of its C(expect) has the expected value.
+      - "This is how a gate proves that services which do not name their Redis connections reconnected after
+        a Redis restart, for example the webhook service's C({redis.connected: true})."
+      - An unreachable service, another status, an answer that is not JSON or a missing path is a problem
+        (nothing passes for lack of data).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Name of the service, for messages and RV(services).
+        type: str
+        required: true
+      url:
+        description: Health endpoint URL (http or https).
+        type: str
+        required: true
+      expect:
+        description:
+          - "Expected JSON values by dotted path into the answer, for example C({status: ok, redis.connected: true})."
+          - Empty, only the status code is judged.
+        type: dict
+        default: {}
+      headers:
+        description: Request headers, for example an C(Authorization) header. Never logged.
+        type: dict
+        default: {}
+  service_health_timeout:
+    description: Seconds each health request may take.
+    type: float
+    default: 5.0
   expected_functions:
     description:
       - "Function libraries that must be loaded, each with the functions it must define, for example
@@ -169,13 +204,27 @@ EXAMPLES = r"""
     min_live_workers: 1
     max_queue_depth: 500
 
-- name: Prove that every service reconnects after a Redis restart
+- name: Count the service connections before the Redis restart
+  emp.deploy.redis_health:
+    url: "{{ redis_url }}"
+  register: before
+
+- name: Prove that every service reconnects after a Redis restart (services without client names)
   emp.deploy.redis_health:
     url: "{{ redis_url }}"
     wait_for_reconnect: true
     wait_timeout: 120
-    expected_client_names: {emp-api: 1, emp-webhook: 1, emp-monitor: 1}
+    min_connected_clients: "{{ before.clients.connected }}"
+    service_health:
+      - {name: api, url: "http://127.0.0.1:3331/health", expect: {status: ok}}
+      - {name: webhook, url: "http://127.0.0.1:3332/health", expect: {redis.connected: true}}
   register: reconnect
+
+- name: The same where the services name their connections
+  emp.deploy.redis_health:
+    url: "{{ redis_url }}"
+    wait_for_reconnect: true
+    expected_client_names: {emp-api: 1, emp-webhook: 1, emp-monitor: 1}
 
 - name: The connection count is stable, not growing
   emp.deploy.redis_health:
@@ -258,6 +307,13 @@ workers:
   type: dict
   sample: {active_count: 2, scanned: 2, truncated: false, live_count: 1, stale_count: 1, live_estimate: 1,
            live: [m1-worker-mock-0], stale: [m1-worker-mock-1], heartbeat_ttl_s: {m1-worker-mock-0: 41.2}}
+services:
+  description:
+    - Per service of O(service_health), C(url) (without credentials or query), C(healthy), C(status_code) and the
+      value found at each path of its C(expect) (null when absent).
+  returned: when reachable and O(service_health) is set
+  type: dict
+  sample: {webhook: {url: "127.0.0.1:3332/health", healthy: true, status_code: 200, redis.connected: true}}
 growth:
   description: Connected clients (without the probe) at the start and end of O(growth_window_s), and the delta.
   returned: when O(max_client_growth) is set and Redis was reachable
@@ -301,6 +357,11 @@ from ansible_collections.emp.deploy.plugins.module_utils._redis import (
     validate_connection_params,
 )
 from ansible_collections.emp.deploy.plugins.module_utils._resp import Deadline, ReplyError, parse_client_list, parse_info
+from ansible_collections.emp.deploy.plugins.module_utils._service_health import (
+    SERVICE_HEALTH_SPEC,
+    check_services,
+    service_health_problem,
+)
 from ansible_collections.emp.deploy.plugins.module_utils._stats import summarize
 
 LIST_LIMIT = 1000
@@ -315,6 +376,8 @@ THRESHOLD_ARGSPEC: dict = dict(
     min_connected_clients=dict(type="int"),
     expected_client_names=dict(type="dict"),
     expected_functions=dict(type="dict"),
+    service_health=SERVICE_HEALTH_SPEC,
+    service_health_timeout=dict(type="float", default=5.0),
     queue_key=dict(type="str", default="jobs:pending", no_log=False),
     max_queue_depth=dict(type="int"),
     workers_key=dict(type="str", default="workers:active", no_log=False),
@@ -381,6 +444,11 @@ def validate_options(params: dict) -> str | None:
     for name in ("growth_window_s", "wait_timeout", "wait_interval"):
         if params[name] < 0:
             return f"{name} must not be negative, got {params[name]}"
+    if params["service_health_timeout"] <= 0:
+        return f"service_health_timeout must be greater than 0, got {params['service_health_timeout']}"
+    problem = service_health_problem(params["service_health"] or [])
+    if problem:
+        return problem
     if params["max_workers_scanned"] < 1:
         return f"max_workers_scanned must be at least 1, got {params['max_workers_scanned']}"
     if "{id}" not in params["heartbeat_key_template"]:
@@ -643,7 +711,8 @@ def threshold_problems(report: dict, params: dict) -> list:
     if params["max_connected_clients"] is not None and clients["connected"] > params["max_connected_clients"]:
         problems.append(f"{clients['connected']} connected clients > {params['max_connected_clients']}")
     if params["min_connected_clients"] is not None and clients["connected"] < params["min_connected_clients"]:
-        problems.append(f"{clients['connected']} connected clients < {params['min_connected_clients']}")
+        problems.append(f"{clients['connected']} connected clients < {params['min_connected_clients']} "
+                        f"(not counting this probe)")
     for pattern, minimum in params["expected_client_names"].items():
         found = clients["expected"].get(pattern, 0)
         if found < minimum:
@@ -655,6 +724,7 @@ def threshold_problems(report: dict, params: dict) -> list:
     workers_problem = live_workers_problem(report["workers"], params["min_live_workers"])
     if workers_problem:
         problems.append(workers_problem)
+    problems += report.pop("service_problems", [])
     growth = report.get("growth")
     if growth and params["max_client_growth"] is not None and growth["delta"] > params["max_client_growth"]:
         problems.append(f"connected clients grew by {growth['delta']} ({growth['start']} -> {growth['end']}) in "
@@ -671,6 +741,9 @@ def probe_once(params: dict, with_growth: bool, deadline: Deadline) -> tuple[dic
     try:
         conn = open_connection(params, deadline)
         report, is_probe = measure(conn, params)
+        if params["service_health"]:
+            report["services"], report["service_problems"] = check_services(
+                params["service_health"], min(params["service_health_timeout"], max(deadline.remaining(), 0.1)))
         if with_growth:
             report["growth"] = measure_growth(conn, params, is_probe, deadline)
     except ProbeError:

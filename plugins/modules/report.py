@@ -37,20 +37,11 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - emp.deploy.attributes.controller_action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: Renders in memory and returns which files would be written; writes nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 notes:
   - A missing or empty journal, or one of a newer record format (C(schema_version)), fails the task with
     a message naming the file; nothing is written then.

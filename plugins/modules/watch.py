@@ -181,27 +181,18 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
+  - emp.deploy.attributes.controller_action
 attributes:
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
   check_mode:
     support: full
     details: The watch only reads the metrics; it records its state and baseline in the run folder in a check run too.
   delegation:
-    support: none
-  diff_mode:
     support: none
   become:
     support: none
   connection:
     support: none
     details: Queries go from the controller. A probe check's module runs through the task's connection.
-  platform:
-    platforms: posix
 notes:
   - Run it on one host (the controller, C(localhost)); two hosts would share one state file.
   - The state file C(watch.json) is written atomically after every pass; kill the watch at any moment and

@@ -75,6 +75,8 @@ options:
         a receiver, and read what it recorded from C(GET /test-receivers/:id/requests).
       - Test receivers keep at most 100 requests and always answer 200, so O(fail_first) cannot be used and
         O(count) times the number of O(events) must stay within 100. Latency uses the service's clock.
+      - The webhook is registered at C(<service_url>/test-receivers/<id>/webhook), not at the C(url) the service
+        answers, which the EMP service always writes as C(http://localhost:3332/...).
       - O(public_url) cannot be used with it; V(false) goes with O(public_url) as with any other option.
     type: bool
     default: false
@@ -580,7 +582,9 @@ class WebhookProbe:
             if not data.get("id") or not data.get("url"):
                 raise ProbeError("POST /test-receivers answered without data.id and data.url")
             self.test_receiver_id = data["id"]
-            self.registered_url = data["url"]
+            # the EMP service writes http://localhost:3332/... into data.url whatever its own address: the
+            # receiver is reached through the service URL this probe uses
+            self.registered_url = "%s/test-receivers/%s/webhook" % (self.service.base_url, quote(str(data["id"]), safe=""))
             self.result["receiver"] = {"kind": "test_receiver", "url": self.registered_url, "listen": None,
                                        "stray_requests": 0}
             return

@@ -132,6 +132,17 @@ def delegated_host(data: t.Mapping[str, t.Any]) -> str | None:
     return str(host) if host else None
 
 
+def skipped_gate(task: t.Any, data: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """What a skipped gate task says about itself: its arguments as written (a skipped task's arguments are
+    never templated, so a templated one is kept as its template) and the condition that skipped it."""
+    args = getattr(task, "args", None) or {}
+    plain = {key: str(args[key]) if args.get(key) is not None else None
+             for key in ("name", "component", "phase", "checklist_ref", "mode")}
+    condition = data.get("false_condition")
+    reason = f"condition false: {condition}" if condition else str(data.get("skip_reason") or "task skipped")
+    return dict(plain, name=plain["name"] or str(task.get_name()), task=str(task.get_name()), reason=reason)
+
+
 def play_phase(play: t.Any) -> tuple[str | None, str | None]:
     """emp_phase and emp_component of a play's vars, templated when they hold a template."""
     play_vars = play.vars or {}
@@ -147,11 +158,16 @@ def play_phase(play: t.Any) -> tuple[str | None, str | None]:
 
 def release_label(play: t.Any, extra_vars: t.Mapping[str, t.Any]) -> t.Any:
     """emp_release from the extra vars, the play, or the inventory (first host), templated."""
-    release = extra_vars.get("emp_release")
-    if release is None:
-        release = (play.vars or {}).get("emp_release")
-    if release is not None:
-        return release
+    return run_var(play, extra_vars, "emp_release")
+
+
+def run_var(play: t.Any, extra_vars: t.Mapping[str, t.Any], name: str) -> t.Any:
+    """A variable of the run from the extra vars, the play, or the inventory (first host), templated."""
+    value = extra_vars.get(name)
+    if value is None:
+        value = (play.vars or {}).get(name)
+    if value is not None:
+        return value
     try:
         from ansible.template import Templar
 
@@ -160,9 +176,9 @@ def release_label(play: t.Any, extra_vars: t.Mapping[str, t.Any]) -> t.Any:
         if not hosts:
             return None
         variables = variable_manager.get_vars(play=play, host=hosts[0], include_hostvars=False)
-        release = variables.get("emp_release")
-        if isinstance(release, str) and "{{" in release:
-            release = Templar(loader=play.get_loader(), variables=variables).template(release)
-        return str(release) if release is not None else None
-    except Exception:  # pylint: disable=broad-exception-caught  # a missing label must never break the run
+        value = variables.get(name)
+        if isinstance(value, str) and "{{" in value:
+            value = Templar(loader=play.get_loader(), variables=variables).template(value)
+        return str(value) if value is not None else None
+    except Exception:  # pylint: disable=broad-exception-caught  # a missing value must never break the run
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
+from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import trace_line
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import first_line
 
 COLORS = {R.GO: "bright green", R.NO_GO: "bright red", R.NO_GATE: "bright yellow", R.INTERRUPTED: "bright red"}
@@ -108,3 +109,15 @@ def render_watch(summary: t.Mapping[str, t.Any], entry: t.Mapping[str, t.Any], g
     if report and not summary.get("record_errors"):
         lines.append(f"  report: {report}")
     return "\n".join(lines), WATCH_COLORS.get(str(verdict), "bright red")
+
+
+def told_lines(notices: t.Sequence[t.Mapping[str, t.Any]], trace: t.Mapping[str, t.Any] | None) -> str:
+    """Who was told: one line for the notices (target, event, outcome), one for the trace export; "" for neither."""
+    lines = []
+    if notices:
+        told = [f"{n.get('target')} {n.get('event')}" + ("" if n.get("sent") else f" NOT SENT ({n.get('outcome')})")
+                for n in notices]
+        lines.append(f"  notices: {', '.join(told)}")
+    if trace:
+        lines.append(f"  {trace_line(trace)}")
+    return "".join("\n" + line for line in lines)

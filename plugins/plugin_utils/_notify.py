@@ -166,13 +166,18 @@ def _retries(value: t.Any) -> int:
     return int(text)
 
 
-def _timeout(value: t.Any) -> float:
+def bounded_duration(value: t.Any, option: str, default: float, maximum: float) -> float:
+    """A duration option (seconds or with a unit) more than 0 and at most ``maximum`` s; ``default`` when unset."""
     if value in (None, ""):
-        return DEFAULT_TIMEOUT_S
-    seconds = parse_duration(value, _named("notify_timeout"))
-    if not 0 < seconds <= MAX_TIMEOUT_S:
-        raise OptionError(f"{_named('notify_timeout')}: {seconds:g} s is not between 0 and {MAX_TIMEOUT_S:g} s")
+        return default
+    seconds = parse_duration(value, option)
+    if not 0 < seconds <= maximum:
+        raise OptionError(f"{option}: {seconds:g} s is not between 0 and {maximum:g} s")
     return seconds
+
+
+def _timeout(value: t.Any) -> float:
+    return bounded_duration(value, _named("notify_timeout"), DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
 
 
 def parse_options(raw: t.Mapping[str, t.Any]) -> NotifyOptions:
@@ -460,6 +465,8 @@ def nogo_notice(recorder: RunRecorder, reasons: list[str], gates: list[dict[str,
     components = recorder.rollback_components() if recorder.enforced_nogo() else []
     if recorder.run.get("rollback_run"):
         next_step = "This run is itself a rollback: nothing rolls back."
+    elif recorder.run_kind == R.RUN_KIND_PREDEPLOY:
+        next_step = "A predeploy run released nothing: nothing rolls back; do not deploy."
     elif not components:
         next_step = "Nothing to roll back."
     elif mode == "auto":
@@ -605,6 +612,12 @@ class RunNotices:
     def drain(self) -> None:
         if self.notifier is not None:
             self.notifier.drain()
+
+    def records(self) -> list[dict[str, t.Any]]:
+        """The notify record of every notice that is settled (after drain: all of them), in send order."""
+        if self.notifier is None:
+            return []
+        return [d.record() for d in self.notifier.deliveries if d.state == "done"]
 
     def unsent(self) -> list[str]:
         """One line per notice that did not go out (after drain), for the run's output: no URL in it."""

@@ -27,7 +27,9 @@ NO_GO = "NO-GO"
 NO_GATE = "no gate"
 # A run cut short by a signal before it could decide.
 INTERRUPTED = "interrupted"
-RUN_DECISIONS = (GO, NO_GO, NO_GATE, INTERRUPTED)
+# A run refused before any task because another run held the environment lock.
+REFUSED = "refused"
+RUN_DECISIONS = (GO, NO_GO, NO_GATE, INTERRUPTED, REFUSED)
 
 ENFORCE = "enforce"
 WARN = "warn"
@@ -59,10 +61,20 @@ WATCH_PASS = "watch_pass"
 WATCH_END = "watch_end"
 # One notification (Slack, Teams or the signed webhook), sent or not; written by the sender thread.
 NOTIFY = "notify"
+# The run exported as one OTLP trace (sent or not), written just before run_end (_trace.py).
+TRACE_EXPORT = "trace_export"
+# A gate task that did not run (its `when` was false, e.g. a disruptive check not allowed): no decision, so
+# the checklist line it names is never counted as passed (the coverage report, docs/coverage.md).
+GATE_SKIPPED = "gate_skipped"
+# The environment lock (_env_lock.py): taken, refused, released, lost, or switched off for a test.
+LOCK = "lock"
+# A check that was deliberately not run (a predeploy's disruptive check on a target not marked disposable):
+# recorded so that a coverage report shows it as skipped, never as passed.
+CHECK_SKIPPED = "check_skipped"
 JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, ROLLBACK_START,
                  ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
                  ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END,
-                 WATCH_START, WATCH_PASS, WATCH_END, NOTIFY)
+                 WATCH_START, WATCH_PASS, WATCH_END, NOTIFY, GATE_SKIPPED, LOCK, CHECK_SKIPPED, TRACE_EXPORT)
 
 # How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
 RUNNER_IN_PROCESS = "in_process"
@@ -81,6 +93,8 @@ GATES_RESULT_KEY = "emp_gates"
 # The watch's state after a pass, and what one pass measured (emp.deploy.watch).
 WATCH_RESULT_KEY = "emp_watch"
 WATCH_PASS_RESULT_KEY = "emp_watch_pass"
+# A task result (or loop item) that says a check was skipped on purpose: {name, checklist_ref, reason, component}.
+CHECK_SKIPPED_RESULT_KEY = "emp_check_skipped"
 
 # Environment variable that carries the run id to every task of the run (the callback sets it
 # when the run starts; roles read it with the env lookup) and to a rollback child process.
@@ -166,6 +180,15 @@ class ReleaseStep(t.TypedDict, total=False):
     host: str
 
 
+# The gates the release role records when emp.deploy.rollback_ready says a release cannot be rolled back:
+# a NO-GO before anything changed (docs/safety.md). Named rollback-ready-<service>.
+READINESS_GATE_PREFIX = "rollback-ready-"
+
+
+def is_readiness_gate(gate: t.Mapping[str, t.Any]) -> bool:
+    return str(gate.get("name") or "").startswith(READINESS_GATE_PREFIX)
+
+
 def is_enforced_nogo(gate: t.Mapping[str, t.Any]) -> bool:
     """A NO-GO that stops the run and rolls back: enforced, and not under ignore_errors."""
     return gate.get("decision") == NO_GO and gate.get("mode") == ENFORCE and not gate.get("ignored")
@@ -189,6 +212,17 @@ PHASE_VAR = "emp_phase"
 # A first play with this var set to false (literally) starts no run record (the report playbook).
 RECORD_VAR = "emp_record"
 COMPONENT_VAR = "emp_component"
+# -e emp_plan=true: deploy.yml only prints its plan (emp.deploy.plan); such a run keeps no record.
+PLAN_VAR = "emp_plan"
+
+# --- run kinds ------------------------------------------------------------------------------------------
+
+# `emp_run_kind: predeploy` (a literal) in the first play's vars: the checks before a deploy. Such a run is
+# recorded like a deploy run (run_kind in run_start and summary.json) but never rolls anything back.
+RUN_KIND_VAR = "emp_run_kind"
+RUN_KIND_DEPLOY = "deploy"
+RUN_KIND_PREDEPLOY = "predeploy"
+RUN_KINDS = (RUN_KIND_DEPLOY, RUN_KIND_PREDEPLOY)
 
 # --- the watch after GO ---------------------------------------------------------------------------------
 
@@ -231,6 +265,24 @@ class NotifyRecord(t.TypedDict, total=False):
     message_id: str | None  # webhook-id of a signed webhook notice
 
 
+class TraceExportRecord(t.TypedDict, total=False):
+    """``trace_export``: the run sent as one OTLP trace. Never the headers or the token."""
+
+    endpoint: str  # host:port of the OTLP endpoint, never its path, query or credentials
+    protocol: str  # http/protobuf or http/json
+    outcome: str  # sent, rejected, http_error, timeout, unreachable, bad_answer, not_sent
+    sent: bool
+    status: int | None  # the last HTTP status, None without an answer
+    attempts: int
+    statuses: list[int | None]
+    trace_id: str  # derived from the run id: the same journal always gives the same trace
+    spans: int
+    events: int
+    rejected: int  # spans the backend refused (OTLP partialSuccess)
+    error: str | None
+    duration_s: float | None
+
+
 class RollbackRecord(t.TypedDict, total=False):
     """``rollback`` in summary.json (and the fields of the rollback_* journal records)."""
 
@@ -251,6 +303,8 @@ class RollbackRecord(t.TypedDict, total=False):
     budget_s: float | None
     budgets: dict[str, float]
     within_budget: bool | None
+    # per component: ran, ok, failures, duration_s, budget_s, within_budget, and verification (the
+    # component's own gates after its rollback: name, host, decision, mode, reason) and verified
     per_component: dict[str, dict[str, t.Any]]
     problems: list[str]
     why_not: str
@@ -267,10 +321,12 @@ class RunSummary(t.TypedDict, total=False):
     emp_release: str | None
     limit: str | None
     rollback_run: bool
+    run_kind: str  # one of RUN_KINDS
     started: str
     ended: str
     duration_s: float | None
     reasons: list[str]
+    skipped_checks: list[dict[str, t.Any]]  # CHECK_SKIPPED records: name, checklist_ref, component, reason
     phases: list[dict[str, t.Any]]
     gates: list[dict[str, t.Any]]
     failures: list[dict[str, t.Any]]
@@ -281,6 +337,42 @@ class RunSummary(t.TypedDict, total=False):
     interrupted: str | None  # the signal that cut the run short (SIGINT, SIGTERM, SIGHUP, killed)
     running_step: dict[str, t.Any] | None  # the phase/task running when the run was interrupted
     record_errors: list[str]  # why parts of the record could not be written
+    journal_head: JournalHead  # the journal's line count and last hash when the summary was written
+    lock: LockRecord  # the environment lock of the run
+
+
+class JournalHead(t.TypedDict, total=False):
+    """``journal_head`` in summary.json (_journal_chain.py): what emp.deploy.verify checks the journal against."""
+
+    lines: int
+    sha256: str | None
+    hmac_sha256: str  # only when EMP_DEPLOY_RECORD_KEY held a key
+
+
+# --- the environment lock ------------------------------------------------------------------------------
+
+# Extra var (or play var) naming the environment the lock guards; default: the inventory's name.
+ENVIRONMENT_VAR = "emp_environment"
+# Extra var: `emp_lock: off` runs without the lock (tests only); the run records it.
+LOCK_VAR = "emp_lock"
+# `emp_environment_lock: true` (a literal) in the first play's vars: this playbook takes the lock
+# (deploy.yml, watch.yml, rollback.yml).
+LOCK_PLAY_VAR = "emp_environment_lock"
+LOCK_OUTCOMES = ("acquired", "joined", "taken_over", "refused", "released", "lost", "off")
+
+
+class LockRecord(t.TypedDict, total=False):
+    """``lock`` journal records and ``lock`` in summary.json: the environment lock of the run."""
+
+    outcome: str  # one of LOCK_OUTCOMES
+    environment: str
+    backend: str  # redis or file
+    holder: dict[str, t.Any]  # run_id, user, host, pid, since (the run that holds it: this one, or another)
+    previous: dict[str, t.Any] | None  # taken_over: the dead run whose lock this run took
+    ttl_s: float | None
+    renewals: int
+    held_s: float | None
+    error: str | None
 
 
 class WatchInvocation(t.TypedDict, total=False):

@@ -12,7 +12,7 @@ from html import escape
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, Threshold, Watch, fmt_figure, fmt_seconds, is_could_not_measure, number, parse_time, thresholds,
+    RunView, Threshold, Watch, fmt_figure, fmt_seconds, is_could_not_measure, number, parse_time, thresholds, trace_line,
 )
 
 # nothing is fetched when the report is opened: no script, no remote style, font or image
@@ -66,6 +66,7 @@ def render_report(view: RunView) -> str:
              _gates_section(view), _failures_section(view)]
     if view.watch is not None:
         parts.append(_watch_section(view.watch))
+    parts.append(_notices_section(view))
     parts.append(_footer(view))
     parts.append("</main>")
     return _page(f"{decision} · {view.release} · run {view.run_id}", f"d-{_DECISION_CLASS.get(decision, 'other')}",
@@ -404,6 +405,21 @@ def _failures_section(view: RunView) -> str:
                    f"<td>{e(f.get('task'))}</td><td>{e(f.get('reason'))}: {e(f.get('msg'))}</td></tr>" for f in view.failures)
     return (f'<section id="failures"><h2>Failed steps ({len(view.failures)})</h2><table><tr><th>phase</th>'
             f"<th>component</th><th>host</th><th>task</th><th>what</th></tr>{rows}</table></section>")
+
+
+def _notices_section(view: RunView) -> str:
+    """Who was told: every notice (sent or not) and the trace export."""
+    if not view.notices and not view.trace_exports:
+        return ""
+    rows = "".join(f'<tr class="{"sent" if n.get("sent") else "unsent"}"><td>{e(n.get("ts"))}</td>'
+                   f"<td>{e(n.get('target'))}</td><td>{e(n.get('event'))}</td>"
+                   f'<td><span class="tag {"t-go" if n.get("sent") else "t-nogo"}">{e(n.get("outcome"))}</span></td>'
+                   f"<td>{e(n.get('status') or '-')}</td><td>{e(n.get('attempts'))}</td><td>{e(n.get('error') or '')}</td></tr>"
+                   for n in view.notices)
+    table = (f"<table><tr><th>time</th><th>to</th><th>event</th><th>outcome</th><th>HTTP</th><th>attempts</th>"
+             f"<th>error</th></tr>{rows}</table>") if view.notices else "<p>No notice was sent.</p>"
+    traces = "".join(f'<p class="trace">{e(x.get("ts"))} · {e(trace_line(x))}</p>' for x in view.trace_exports)
+    return f'<section id="notices"><h2>Notices ({len(view.notices)})</h2>{table}{traces}</section>'
 
 
 # --- watch ----------------------------------------------------------------------------------------

@@ -18,8 +18,11 @@ import typing as t
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_junit import evidence
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, fmt_figure, fmt_seconds, parse_time,
+    RunView, fmt_figure, fmt_seconds, parse_time, seconds_between, trace_line,
 )
+
+# "Within 10 minutes: notify stakeholders" (the checklist's critical service failure procedure)
+_NOTIFY_WITHIN_S = 600
 
 
 def wanted(view: RunView) -> bool:
@@ -72,11 +75,45 @@ def _timeline(view: RunView) -> list[tuple[str, str]]:
         if rollback and rollback.get("ended"):
             add(rollback.get("ended"), f"{label} ended: {'ok' if rollback.get('ok') else 'FAILED'} in "
                                        f"{fmt_seconds(rollback.get('duration_s'))}")
+    for notice in view.notices:
+        add(notice.get("ts"), f"notice to {notice.get('target')} ({notice.get('event')}): "
+                              + ("sent" if notice.get("sent") else f"NOT SENT ({notice.get('outcome')})"))
     if view.ended:
         add(view.ended, f"run ended: {view.decision}")
     for gate in view.watch.alerts if view.watch is not None else []:
         add(gate.get("ended"), f"watch alert: {gate.get('name')} ({gate.get('component')})")
     return sorted(events, key=lambda item: parse_time(item[0]) or 0.0)
+
+
+def _nogo_time(view: RunView) -> str | None:
+    """When the run (or the watch) said NO-GO first: the earliest enforced NO-GO gate's end or failed step."""
+    stamps = [g.get("ended") for g in _bad_gates(view)] + [f.get("ts") for f in view.failures if f.get("component")]
+    timed = sorted((parse_time(s), str(s)) for s in stamps if parse_time(s) is not None)
+    return timed[0][1] if timed else None
+
+
+def _notified_lines(view: RunView) -> list[str]:
+    """Who was told, when and how: the checklist asks for stakeholders notified within 10 minutes."""
+    nogo = _nogo_time(view)
+    # a watched run's GO notice went out before the alert: only notices from the NO-GO on count
+    since = parse_time(nogo) if nogo else None
+    sent = [n for n in view.notices if n.get("sent") and (since is None or (parse_time(n.get("ts")) or 0) >= since)]
+    if sent:
+        first = sent[0]
+        via = ", ".join(dict.fromkeys(str(n.get("target")) for n in sent))
+        delay = seconds_between(nogo, first.get("ts")) if nogo else None
+        after = "" if delay is None else (f", {fmt_seconds(delay)} after the NO-GO at {nogo} "
+                                          f"({'within' if delay <= _NOTIFY_WITHIN_S else 'LATER than'} the checklist's 10 minutes)")
+        lines = [f"Stakeholders notified at {first.get('ts')} via {via}{after}.", ""]
+    else:
+        lines = ["No notice reached anybody: TODO who was told, when and how (the checklist asks for stakeholders "
+                 "notified within 10 minutes).", ""]
+    for notice in view.notices:
+        state = "sent" if notice.get("sent") else f"NOT SENT ({notice.get('outcome')}): {notice.get('error')}"
+        lines.append(f"- {notice.get('ts')} {notice.get('target')} {notice.get('event')}: {state}, HTTP "
+                     f"{notice.get('status') or '-'}, {notice.get('attempts')} attempt(s)")
+    lines += [f"- {trace.get('ts')} {trace_line(trace)}" for trace in view.trace_exports]
+    return lines
 
 
 def _rollback_lines(view: RunView) -> list[str]:
@@ -184,7 +221,8 @@ def render_incident(view: RunView) -> str:
                       f"- Report: `{view.run_dir / 'report.html'}`, JUnit: `{view.run_dir / 'junit.xml'}`", ""]
     for gate in gates:
         evidence_lines += [f"Gate {gate.get('name')}:", "", "```text", evidence(gate), "```", ""]
-    parts = head + timeline + ["", "## What rolled back", ""] + _rollback_lines(view) + ["", "## Failing criteria", ""]
+    parts = head + ["## Stakeholders notified", ""] + _notified_lines(view) + [""] + timeline
+    parts += ["", "## What rolled back", ""] + _rollback_lines(view) + ["", "## Failing criteria", ""]
     parts += _criteria_lines(view) + [""] + evidence_lines + ["## Reproduce or redo", ""] + _commands(view)
     parts += ["", "## Open questions for the root-cause analysis", ""] + _questions(view)
     return "\n".join(parts).rstrip("\n") + "\n"

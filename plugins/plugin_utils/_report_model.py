@@ -22,12 +22,6 @@ from pathlib import Path
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 
-# journal types of the watch (written by the callback when it attaches to a finished run)
-WATCH_START = "watch_start"
-WATCH_PASS = "watch_pass"
-WATCH_END = "watch_end"
-WATCH_PHASE = "watch"
-
 # A criterion that compares a figure with a literal number: "result.latency_ms.p95 < 200",
 # "result.stdout | int >= 3", "0.5 > result.ratio". Only these get a chart with a threshold line.
 _PATH = r"(?P<path>(?:result|baseline)(?:\.\w+|\[[^\]]+\])*)(?:\s*\|\s*\w+(?:\([^)]*\))?)*"
@@ -89,6 +83,9 @@ class RunView:
     rollback_failures: list[dict[str, t.Any]]
     interrupted: dict[str, t.Any] | None
     watch: Watch | None
+    # notify records (sent or not, the watch's too) and trace_export records, each with its ts
+    notices: list[dict[str, t.Any]] = field(default_factory=list)
+    trace_exports: list[dict[str, t.Any]] = field(default_factory=list)
     # the phase (index into phases) each gate and each failed step was recorded in; -1: none
     gate_phase: list[int] = field(default_factory=list)
     failure_phase: list[int] = field(default_factory=list)
@@ -167,8 +164,12 @@ def read_journal(path: Path) -> list[dict[str, t.Any]]:
     return records
 
 
+# the envelope, and the hash chain's fields (_journal_chain.py): the record's seal, not its content
+_ENVELOPE = ("schema_version", "type", "run_id", "seq", "prev_sha256", "cut")
+
+
 def _strip(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    return {k: v for k, v in record.items() if k not in ("schema_version", "type", "run_id")}
+    return {k: v for k, v in record.items() if k not in _ENVELOPE}
 
 
 def _rollback_from(records: list[dict[str, t.Any]]) -> dict[str, t.Any] | None:
@@ -212,22 +213,22 @@ def _phases(records: list[dict[str, t.Any]]) -> list[dict[str, t.Any]]:
 
 def _watch(records: list[dict[str, t.Any]]) -> Watch | None:
     """The watch section, or None for a run that was never watched."""
-    if not any(r["type"] == WATCH_START for r in records):
+    if not any(r["type"] == R.WATCH_START for r in records):
         return None
     watch = Watch()
     for record in records:
         kind = record["type"]
         _take_window(watch, record)
-        if kind == WATCH_START:
+        if kind == R.WATCH_START:
             watch.invocations.append({"started": record.get("ts"), "mode": record.get("mode"),
                                       "playbook": record.get("playbook"), "pid": record.get("pid"),
                                       "ended": None, "verdict": None, "interrupted": None})
-        elif kind == WATCH_END and watch.invocations:
+        elif kind == R.WATCH_END and watch.invocations:
             watch.invocations[-1].update(ended=record.get("ts"), verdict=record.get("verdict"),
                                          interrupted=record.get("interrupted"),
                                          mode=watch.invocations[-1]["mode"] or record.get("mode"))
             watch.verdict = str(record.get("verdict") or watch.verdict)
-        elif kind == WATCH_PASS:
+        elif kind == R.WATCH_PASS:
             _add_pass(watch, record)
         elif kind == R.GATE:
             watch.gates.append(_strip(record))
@@ -239,12 +240,12 @@ def _watch(records: list[dict[str, t.Any]]) -> Watch | None:
 def _take_window(watch: Watch, record: t.Mapping[str, t.Any]) -> None:
     """The watch window, from the watch state a watch_pass carries (newest wins), or window_s/ends
     on any watch record (the invocation's own `started` is not the window's)."""
-    state = record.get("watch") if record["type"] == WATCH_PASS else None
+    state = record.get("watch") if record["type"] == R.WATCH_PASS else None
     if isinstance(state, t.Mapping):
         for key in ("window_s", "started", "ends"):
             if state.get(key) is not None:
                 setattr(watch, key, state[key])
-    elif record["type"] in (WATCH_START, WATCH_END):
+    elif record["type"] in (R.WATCH_START, R.WATCH_END):
         for key in ("window_s", "ends"):
             if record.get(key) is not None and getattr(watch, key) is None:
                 setattr(watch, key, record[key])
@@ -269,7 +270,7 @@ def _add_pass(watch: Watch, record: t.Mapping[str, t.Any]) -> None:
 
 def build_view(run_dir: Path, records: list[dict[str, t.Any]]) -> RunView:
     """The run from its journal records, the deployment's part split from the watch's."""
-    first_watch = next((i for i, r in enumerate(records) if r["type"] == WATCH_START), len(records))
+    first_watch = next((i for i, r in enumerate(records) if r["type"] == R.WATCH_START), len(records))
     deploy, watched = records[:first_watch], records[first_watch:]
     run_start = next((r for r in deploy if r["type"] == R.RUN_START), deploy[0] if deploy else records[0])
     end = next((r for r in reversed(deploy) if r["type"] == R.RUN_END), None)
@@ -307,6 +308,8 @@ def build_view(run_dir: Path, records: list[dict[str, t.Any]]) -> RunView:
         watch=_watch(watched),
         gate_phase=gate_phase,
         failure_phase=failure_phase,
+        notices=[dict(_strip(r), ts=r.get("ts")) for r in records if r["type"] == R.NOTIFY],
+        trace_exports=[dict(_strip(r), ts=r.get("ts")) for r in records if r["type"] == R.TRACE_EXPORT],
     )
 
 
@@ -373,3 +376,13 @@ def fmt_figure(value: t.Any) -> str:
         return "missing"
     text = str(value)
     return text if len(text) <= 60 else text[:59] + "…"
+
+
+def trace_line(record: t.Mapping[str, t.Any]) -> str:
+    """A trace_export record in one line (the end-of-run table, report.html, incident.md)."""
+    if record.get("sent"):
+        rejected = f", {record['rejected']} REJECTED" if record.get("rejected") else ""
+        return (f"trace {record.get('trace_id')} sent to {record.get('endpoint')}: {record.get('spans')} spans, "
+                f"{record.get('events')} events{rejected}")
+    error = str(record.get("error") or "")
+    return f"trace NOT exported to {record.get('endpoint')} ({record.get('outcome')}): {error[:200]}"

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Writes a run's reports (report.html, junit.xml, incident.md on NO-GO) and the report folder's index.html.
+"""Writes a run's reports (report.html, junit.xml, incident.md on NO-GO, coverage.json and coverage.md for a
+run that judged checklist lines) and the report folder's index.html.
 
 The one entry point for the go_no_go callback (at the end of every run) and the emp.deploy.report
 action (later, from the journal): both call render_run()/write_reports(), so both write the same bytes.
@@ -16,6 +17,9 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ansible.errors import AnsibleActionFail
+
+from ansible_collections.emp.deploy.plugins.plugin_utils import _coverage as coverage
 from ansible_collections.emp.deploy.plugins.plugin_utils import _report_incident as incident
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_html import render_index, render_report
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_junit import render_junit
@@ -83,6 +87,7 @@ def write_reports(run_dir: Path, index: bool = True, check_mode: bool = False) -
         outcome.errors.append(f"reports not rendered: {type(exc).__name__}: {exc}")
         return outcome
     targets = {run_dir / name: text for name, text in files.items()}
+    targets.update({run_dir / name: text for name, text in _coverage_files(run_dir, outcome.errors).items()})
     if index:
         try:
             targets[run_dir.parent / INDEX] = render_index(index_rows(run_dir.parent, fresh=run_dir))
@@ -97,6 +102,20 @@ def write_reports(run_dir: Path, index: bool = True, check_mode: bool = False) -
         except OSError as exc:
             outcome.errors.append(f"writing {path} failed ({exc.strerror or exc})")
     return outcome
+
+
+def _coverage_files(run_dir: Path, errors: list[str]) -> dict[str, str]:
+    """coverage.json and coverage.md for a run that judged checklist lines (docs/coverage.md); a journal
+    the coverage cannot trust is one more error, and the other reports are written all the same."""
+    try:
+        records, warnings = coverage.read_journal(run_dir)
+    except coverage.CoverageError as exc:
+        if coverage.wanted(read_journal(run_dir / "journal.jsonl")):  # the lenient reading the reports used
+            errors.append(f"coverage not written: {exc}")
+        return {}
+    if not coverage.wanted(records):
+        return {}
+    return coverage.render(coverage.build(run_dir, records, warnings=warnings))
 
 
 def _holds(path: Path, text: str) -> bool:
@@ -159,3 +178,12 @@ def _row_from_journal(entry: Path) -> dict[str, t.Any] | None:
     return {"run_id": entry.name, "started": start.get("started") or start.get("ts"),
             "decision": end.get("decision") if end else "unfinished", "release": start.get("emp_release"),
             "duration_s": duration, "watch": watch.get("verdict") if watch else None}
+
+
+def run_folder(given: str) -> Path:
+    """The run folder an action plugin was given (``run_dir``), resolved; fails unless it holds a journal."""
+    run_dir = Path(given).expanduser().resolve()
+    if not (run_dir / "journal.jsonl").is_file():
+        raise AnsibleActionFail(f"{run_dir} holds no journal.jsonl: give the folder of one run, "
+                                f"<report_dir>/<run_id> (for example deploy-reports/20261203T121500Z-a1b2c3)")
+    return run_dir

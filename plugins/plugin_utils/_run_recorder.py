@@ -13,6 +13,7 @@ rollback or the table.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _journal_chain as chain
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 
 DEFAULT_BUDGETS: dict[str, float] = {"redis": 300, "webhooks": 300, "telemetry": 600, "database": 900}
@@ -171,25 +173,52 @@ def resolve_run_id(extra_var: t.Any, env_value: str | None) -> str:
 
 
 class Journal:
-    """Append-only JSON lines; each record is written whole, flushed and fsynced before returning."""
+    """Append-only JSON lines; each record is written whole, flushed and fsynced before returning.
+
+    Every line is chained to the one before it (_journal_chain.py, docs/records.md): the writer holds
+    an flock on the file while it appends, and first takes in what other writers (a watch invocation,
+    the watcher of a killed run) appended since its last line, so the chain stays one chain."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._fd = os.open(str(path), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        self.chain = chain.ChainState()
 
     def write(self, record: t.Mapping[str, t.Any]) -> None:
-        data = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._catch_up()
+            data = chain.chained_line(self.chain, record)
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _catch_up(self) -> None:
+        """Takes in the lines appended by others since this writer's last line (all of them, the first time)."""
+        size = os.fstat(self._fd).st_size
+        if size == self.chain.size:
+            return
+        if size < self.chain.size:  # cut short under us: start over from the file as it is
+            self.chain = chain.ChainState()
+        added = os.pread(self._fd, size - self.chain.size, self.chain.size)
+        self.chain.advance(added)
+        self.chain.size += len(added)
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def journal_head(path: Path, run_id: t.Any) -> dict[str, t.Any]:
+    """summary.json's journal_head: the journal's line count and last hash, signed when
+    EMP_DEPLOY_RECORD_KEY holds a key (docs/records.md)."""
+    return chain.head_of(path, run_id, os.environ.get(chain.KEY_ENV) or None)
 
 
 def write_json_atomically(path: Path, data: t.Mapping[str, t.Any]) -> None:
@@ -257,6 +286,8 @@ class RollbackPlay:
     hosts: bool = True
     failures: list[str] = field(default_factory=list)
     ended_mono: float | None = None
+    # the verification gates (the component's own gate after its rollback), as recorded in per_component
+    gates: list[dict[str, t.Any]] = field(default_factory=list)
 
 
 # --- the recorder ---------------------------------------------------------------------------------
@@ -279,7 +310,9 @@ class RunRecorder:
         self._gate_ids: set[str] = set()
         self.failures: list[dict[str, t.Any]] = []
         self.releases: list[dict[str, t.Any]] = []
+        self.skipped_checks: list[dict[str, t.Any]] = []
         self.rollback: dict[str, t.Any] | None = None
+        self.lock: dict[str, t.Any] | None = None  # the environment lock's last outcome (_env_lock.py)
         self.rb_plays: list[RollbackPlay] = []
         self.running_step: dict[str, t.Any] | None = None
         self.finished = False
@@ -287,6 +320,8 @@ class RunRecorder:
         self.sentinel: t.Any = None  # _run_watcher.Sentinel once watch() started it
         # an attached watch invocation's id (_watch_recorder.py); the watcher then ends only that invocation
         self.invocation: str | None = None
+        # called with the run_end record just before it is written (the trace export, _trace.py)
+        self.before_end: t.Callable[[dict[str, t.Any]], None] | None = None
         # the notification sender threads journal too (_notify.py): one record at a time
         self._journal_lock = threading.RLock()
 
@@ -405,6 +440,15 @@ class RunRecorder:
         self.record(R.GATE, **gate)
         return True
 
+    def add_skipped_gate(self, gate: t.Mapping[str, t.Any], host: str) -> None:
+        """A gate task skipped by its `when`: journaled (gate_skipped) so that its checklist line reads
+        "skipped", not "no gate"; it is no gate of the run and decides nothing."""
+        record = {key: gate.get(key) for key in ("name", "component", "checklist_ref", "mode", "task", "reason")}
+        record.update(host=host, phase=gate.get("phase") or (self.phase["phase"] if self.phase else None))
+        if record["component"] is None and self.phase:
+            record["component"] = self.phase["component"]
+        self.record(R.GATE_SKIPPED, **record)
+
     def add_failure(self, host: str, task: str | None, action: str | None, msg: str, unreachable: bool) -> None:
         failure = {
             "phase": self.phase["phase"] if self.phase else None,
@@ -425,6 +469,21 @@ class RunRecorder:
             return
         self.releases.append(step)
         self.record(R.RELEASE, **step)
+
+    def add_skipped_check(self, check: t.Mapping[str, t.Any], host: str) -> None:
+        """Records a check skipped on purpose once (a loop reports each item, then the loop)."""
+        record = {"name": check.get("name"), "checklist_ref": check.get("checklist_ref"),
+                  "component": check.get("component") or (self.phase["component"] if self.phase else None),
+                  "phase": self.phase["phase"] if self.phase else None, "host": check.get("host") or host,
+                  "reason": first_line(check.get("reason") or "skipped")}
+        if record in self.skipped_checks:
+            return
+        self.skipped_checks.append(record)
+        self.record(R.CHECK_SKIPPED, **record)
+
+    @property
+    def run_kind(self) -> str:
+        return str(self.run.get("run_kind") or R.RUN_KIND_DEPLOY)
 
     # --- decisions --------------------------------------------------------------------------------
 
@@ -449,8 +508,23 @@ class RunRecorder:
             return R.NO_GATE, []
         return R.GO, []
 
+    def changed_components(self) -> set[str]:
+        return {str(r.get("component")) for r in self.releases if r.get("changed")}
+
+    def nothing_changed_nogo(self, gate: t.Mapping[str, t.Any]) -> bool:
+        """A readiness NO-GO of a component none of whose releases changed: nothing to roll back."""
+        return R.is_readiness_gate(gate) and gate.get("component") not in self.changed_components()
+
+    def why_no_rollback(self) -> str:
+        unready = sorted({str(g.get("component")) for g in self.gates
+                          if R.is_enforced_nogo(g) and self.nothing_changed_nogo(g)})
+        if unready:
+            return (f"nothing changed: {', '.join(unready)} could not be rolled back, so "
+                    f"{'it was' if len(unready) == 1 else 'they were'} not released")
+        return "no phase component to roll back"
+
     def nogo_components(self) -> list[str]:
-        failed = {g["component"] for g in self.gates if R.is_enforced_nogo(g)}
+        failed = {g["component"] for g in self.gates if R.is_enforced_nogo(g) and not self.nothing_changed_nogo(g)}
         failed |= {f["component"] for f in self.failures if f["component"]}
         return [c for c in failed if c]
 
@@ -532,6 +606,9 @@ class RunRecorder:
         if gate.get("redacted"):
             gate = redact_gate(gate)
         self.record(R.ROLLBACK_GATE, **gate)
+        if self.rb_plays:
+            verification_keys = ("name", "host", "decision", "mode", "reason")
+            self.rb_plays[-1].gates.append({key: gate.get(key) for key in verification_keys})
         if gate.get("decision") == R.NO_GO and gate.get("mode") == R.ENFORCE and self.rb_plays:
             self.rb_plays[-1].failures.append(f"gate {gate.get('name')}: {gate.get('reason')}")
 
@@ -586,9 +663,13 @@ class RunRecorder:
         duration = round(sum((p.ended_mono or ended) - p.started_mono for p in plays), 3) if plays else None
         failures = [f for p in plays for f in p.failures]
         budget = self.options.budget_of(component)
+        verification = [g for p in plays for g in p.gates]
         return {"ran": bool(plays), "ok": bool(plays) and not failures, "failures": failures,
                 "duration_s": duration, "budget_s": budget,
-                "within_budget": None if duration is None else duration <= budget}
+                "within_budget": None if duration is None else duration <= budget,
+                # the old release proved working again: every verification gate said GO (None: none ran)
+                "verification": verification,
+                "verified": all(g.get("decision") == R.GO for g in verification) if verification else None}
 
     # --- the end ----------------------------------------------------------------------------------
 
@@ -625,6 +706,7 @@ class RunRecorder:
             "emp_release": self.run.get("emp_release"),
             "limit": self.run.get("limit"),
             "rollback_run": self.run.get("rollback_run"),
+            "run_kind": self.run_kind,
             "started": self.run.get("started"),
             "ended": now(),
             "duration_s": round(self.clock() - started_mono, 3) if started_mono else None,
@@ -633,16 +715,27 @@ class RunRecorder:
             "gates": self.gates,
             "failures": self.failures,
             "releases": self.releases,
+            "skipped_checks": self.skipped_checks,
             "rollback": rollback,
             "hosts": hosts,
             "journal": str(self.journal.path) if self.journal else None,
             "interrupted": interrupted,
             "running_step": self.running_step if interrupted else None,
             "record_errors": self.record_errors,
+            "lock": self.lock,
         }
-        self.record(R.RUN_END, decision=decision, duration_s=summary["duration_s"], rollback=rollback,
-                    interrupted=interrupted)
+        end = {"ts": summary["ended"], "decision": decision, "duration_s": summary["duration_s"], "rollback": rollback,
+               "interrupted": interrupted}
+        if self.before_end is not None:  # the trace export (_trace.py): its record goes before run_end
+            try:
+                self.before_end(plain(end))
+            except Exception as exc:  # pylint: disable=broad-exception-caught  # the record must still end
+                self._record_error(f"the trace export failed ({type(exc).__name__}: {exc})")
+        self.record(R.RUN_END, **end)
+        journal = self.journal.path if self.journal else None
         self._close_journal()
+        if journal is not None:
+            summary[chain.HEAD_KEY] = journal_head(journal, self.run_id)
         self.write_reports()
         try:
             write_json_atomically(self.run_dir / "summary.json", plain(summary))

@@ -22,9 +22,13 @@ import typing as t
 from pathlib import Path
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
-from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import Journal, now, plain, write_json_atomically
+from ansible_collections.emp.deploy.plugins.plugin_utils._journal_chain import CUT_KEY, HEAD_KEY, PREV_KEY, SEQ_KEY
+from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
+    Journal, journal_head, now, plain, write_json_atomically,
+)
 
-_ENVELOPE = ("schema_version", "ts", "type", "run_id")
+# the envelope of every line, and the hash chain's fields (_journal_chain.py): never part of a record's content
+_ENVELOPE = ("schema_version", "ts", "type", "run_id", SEQ_KEY, PREV_KEY, CUT_KEY)
 
 
 def _strip(record: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
@@ -42,6 +46,11 @@ def _recovered_rollback(records: list[dict[str, t.Any]]) -> dict[str, t.Any]:
             return rollback
     return {"triggered": False, "state": R.ROLLBACK_NOT_STARTED, "components": [],
             "why_not": "the run was killed before it decided"}
+
+
+def _last_lock(records: list[dict[str, t.Any]]) -> dict[str, t.Any] | None:
+    locks = [_strip(r) for r in records if r.get("type") == R.LOCK]
+    return locks[-1] if locks else None
 
 
 def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause: str = "killed") -> bool:
@@ -67,11 +76,13 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
     summary = {
         "schema_version": R.SCHEMA_VERSION, "run_id": run.get("run_id"), "decision": R.NO_GO if reasons else R.INTERRUPTED,
         "playbook": run.get("playbook"), "check_mode": run.get("check_mode"), "emp_release": run.get("emp_release"),
-        "limit": run.get("limit"), "rollback_run": run.get("rollback_run"), "started": run.get("started"),
+        "limit": run.get("limit"), "rollback_run": run.get("rollback_run"),
+        "run_kind": run.get("run_kind") or R.RUN_KIND_DEPLOY, "started": run.get("started"),
         "ended": now(), "duration_s": None, "reasons": reasons, "phases": list(phases.values()), "gates": gates,
         "failures": failures, "releases": [_strip(r) for r in records if r["type"] == R.RELEASE],
+        "skipped_checks": [_strip(r) for r in records if r["type"] == R.CHECK_SKIPPED],
         "rollback": rollback, "hosts": {}, "journal": str(path), "interrupted": cause, "running_step": running_step,
-        "record_errors": [],
+        "record_errors": [], "lock": _last_lock(records),
     }
     closing = [(R.RUN_INTERRUPTED, {"signal": cause, "running_step": running_step, "rollback_state": rollback["state"]}),
                (R.RUN_END, {"decision": summary["decision"], "rollback": rollback, "interrupted": cause})]
@@ -88,6 +99,7 @@ def recover_summary(run_dir: Path, running_step: dict[str, t.Any] | None, cause:
         summary["record_errors"] = write_reports(run_dir).errors
     except Exception as exc:  # pylint: disable=broad-exception-caught  # the summary matters more
         summary["record_errors"] = [f"reports not rendered: {exc}"]
+    summary[HEAD_KEY] = journal_head(path, run.get("run_id"))
     write_json_atomically(run_dir / "summary.json", plain(summary))
     return True
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
-    ROLLBACK_MODES, OptionError, Options, RunRecorder, first_line, now, plain, write_json_atomically,
+    ROLLBACK_MODES, OptionError, Options, RunRecorder, first_line, journal_head, now, plain, write_json_atomically,
 )
+from ansible_collections.emp.deploy.plugins.plugin_utils._journal_chain import HEAD_KEY
 
 _RUN_ID_RULE = ("one path segment of letters, digits, '.', '_' and '-' (at most 128, no '..', not starting "
                 "with '.' or '-')")
@@ -60,7 +61,8 @@ def _summary_of(run_dir: Path) -> dict[str, t.Any] | None:
 
 
 def _watchable(summary: t.Mapping[str, t.Any]) -> bool:
-    return summary.get("decision") == R.GO and not summary.get("rollback_run")
+    return (summary.get("decision") == R.GO and not summary.get("rollback_run")
+            and summary.get("run_kind", R.RUN_KIND_DEPLOY) == R.RUN_KIND_DEPLOY)  # a predeploy run released nothing
 
 
 def find_deploy_run(report_dir: Path, requested: t.Any) -> str:
@@ -75,7 +77,9 @@ def find_deploy_run(report_dir: Path, requested: t.Any) -> str:
             raise OptionError(f"-e {R.WATCH_RUN_ID_VAR}={run_id!r}: no finished deploy run of that id in {report_dir} "
                               f"(no readable {report_dir / run_id / 'summary.json'})")
         if not _watchable(summary):
-            what = "is a rollback run" if summary.get("rollback_run") else f"decided {summary.get('decision')}"
+            what = ("is a rollback run" if summary.get("rollback_run") else
+                    f"is a {summary.get('run_kind')} run" if summary.get("run_kind", R.RUN_KIND_DEPLOY) != R.RUN_KIND_DEPLOY
+                    else f"decided {summary.get('decision')}")
             raise OptionError(f"-e {R.WATCH_RUN_ID_VAR}={run_id!r}: that run {what}; a watch attaches only to a "
                               f"deploy run that decided GO")
         return run_id
@@ -168,6 +172,7 @@ def merge_summary(run_dir: Path, entry: t.Mapping[str, t.Any], state: t.Mapping[
         if rollback is not None:
             summary["rollback"] = dict(rollback, trigger=R.WATCH_PHASE)
         summary["watch"] = watch
+        summary[HEAD_KEY] = journal_head(run_dir / "journal.jsonl", summary.get("run_id"))
         write_json_atomically(run_dir / "summary.json", plain(summary))
         return summary
     finally:

@@ -85,8 +85,9 @@ def build_job(body: Any, now_ms: float | None = None) -> tuple[dict[str, str], f
         "id": job_id,
         "service_required": service.strip(),
         "priority": str(priority),
-        "payload": json.dumps(body.get("payload") or {}),
-        "requirements": json.dumps(body.get("requirements") or {}),
+        "payload": _compact(body.get("payload") or {}),
+        # absent requirements and ctx are stored empty, as the EMP API does (not "{}")
+        "requirements": _compact(body["requirements"]) if body.get("requirements") else "",
         "customer_id": body.get("customer_id") or "",
         "created_at": iso_now(),
         "status": "pending",
@@ -97,9 +98,19 @@ def build_job(body: Any, now_ms: float | None = None) -> tuple[dict[str, str], f
         "workflow_datetime": "" if body.get("workflow_datetime") is None else str(body["workflow_datetime"]),
         "current_step": "" if current_step is None else str(current_step),
         "total_steps": "" if total_steps is None else str(total_steps),
-        "ctx": json.dumps(body.get("ctx") or {}),
+        # the EMP API's placeholders while the submit span's ids are not carried through
+        "job_trace_id": "temp-trace-id",
+        "job_span_id": "temp-span-id",
+        "workflow_trace_id": "",
+        "workflow_span_id": "",
+        "ctx": _compact(body["ctx"]) if body.get("ctx") else "",
     }
     return job, score
+
+
+def _compact(value: Any) -> str:
+    """JSON as JavaScript's JSON.stringify writes it (no spaces), as the EMP API stores it."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def decode_job(raw: dict[str, str]) -> dict[str, Any]:

@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import platform
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from html import escape
 from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.propagate import extract
 from prometheus_client import Gauge
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import NoOpTracer, SpanKind, Status, StatusCode
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -45,6 +49,8 @@ from sandbox.api.http11 import MAX_HEAD, BadRequest, Request, Response, read_req
 from sandbox.api.ws import WebSocketSession
 
 SERVICE = "emp-api"
+# the telemetry-off runtime switch (python -m sandbox fault telemetry-off): requests traced by nothing
+_NO_OP_TRACER = NoOpTracer()
 EVENT_CHANNELS = ("job_submitted", "update_job_progress", "complete_job", "job_failed", "job_cancelled",
                   "job_claimed", "worker_status", "workflow_submitted", "workflow_completed", "workflow_failed")
 REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -53,6 +59,14 @@ JOB_PATH = re.compile(r"^/api/jobs/([^/]+)$")
 
 log = logging.getLogger(SERVICE)
 Handler = Callable[..., Awaitable[Response]]
+
+
+def express_not_found(method: str, path: str) -> Response:
+    """What the EMP API (Express) answers for a route it does not have, whatever the method: an HTML 404."""
+    text = escape(f"Cannot {method} {path}")
+    body = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n'
+            f"<body>\n<pre>{text}</pre>\n</body>\n</html>\n")
+    return Response(404, body.encode("utf-8"), "text/html; charset=utf-8")
 
 
 class RedisGone(Exception):
@@ -71,6 +85,9 @@ class ApiServer:
                                                "answer (not a lost connection)")
         self.release = release
         self.telemetry = telemetry
+        self.cors_origins = args.cors_origins
+        self.started = time.monotonic()
+        self.build_date = jobs_mod.iso_now()
         client_name = None if release.has_fault("no_redis_client") else SERVICE
         # no_reconnect: no transparent redis-py retries either, so the first loss is final.
         retries = 0 if release.has_fault("no_reconnect") else 2
@@ -281,13 +298,13 @@ class ApiServer:
         return "unknown", None, {}, True
 
     async def dispatch(self, request: Request) -> Response:
-        route, handler, params, allowed = self.route(request)
+        route, handler, params, _allowed = self.route(request)
         if route == "/metrics" and handler is not None:  # scrapes: neither traced, slowed nor counted as traffic
             self.metrics.set_redis_connected(self.redis_connected and not self.redis_dead)
             body, content_type = self.metrics.render()
             return Response(200, body, content_type)
         started = time.perf_counter()
-        with self.telemetry.tracer.start_as_current_span(
+        with self.tracer.start_as_current_span(
                 f"{request.method} {route}", context=extract(request.headers), kind=SpanKind.SERVER,
                 attributes={"http.request.method": request.method, "url.path": request.path,
                             "http.route": route, "server.port": self.args.port}) as span:
@@ -296,9 +313,7 @@ class ApiServer:
                 await asyncio.sleep(delay_s)
             try:
                 if handler is None:
-                    response = (Response.json(405, {"success": False, "error": f"{request.method} not allowed"})
-                                if not allowed else
-                                Response.json(404, {"success": False, "error": f"Not found: {request.path}"}))
+                    response = express_not_found(request.method, request.path)
                 elif not self.authorized(request, route):
                     response = Response.json(401, {"success": False, "error": "Unauthorized"})
                 else:
@@ -336,11 +351,21 @@ class ApiServer:
     # ------------------------------------------------------------------ handlers
     async def health(self, request: Request) -> Response:
         return Response.json(200, {"status": "ok", "timestamp": jobs_mod.iso_now(),
+                                   "cors": {"origin": request.header("origin") or "no-origin",
+                                            "allowedOrigins": self.cors_origins,
+                                            "userAgent": request.header("user-agent") or "unknown"},
                                    "connections": {"monitors": len(self.monitors), "workers": self.workers_count}})
 
     async def version(self, request: Request) -> Response:
-        return Response.json(200, {"service": SERVICE, "version": self.release.version,
-                                   "faults": list(self.release.faults)})
+        return Response.json(200, {
+            "api_version": self.release.version, "name": "api",
+            "description": "Lightweight API server for emp-ai-backend",
+            "node_version": "sandbox-python-" + platform.python_version(), "platform": sys.platform,
+            "arch": "x64" if platform.machine() in ("x86_64", "AMD64") else platform.machine(),
+            "uptime_seconds": int(time.monotonic() - self.started), "timestamp": jobs_mod.iso_now(),
+            "environment": os.environ.get("NODE_ENV", "production"),
+            "build_date": os.environ.get("BUILD_DATE") or self.build_date,
+            "faults": list(self.release.faults)})  # faults: sandbox-only
 
     async def submit_job(self, request: Request) -> Response:
         try:
@@ -354,10 +379,15 @@ class ApiServer:
         return Response.json(201, {"success": True, "job_id": job_id, "message": "Job submitted successfully",
                                    "timestamp": jobs_mod.iso_now()})
 
+    @property
+    def tracer(self) -> Any:
+        """The request tracer; a no-op one while the telemetry-off switch is set (nothing recorded or exported)."""
+        return _NO_OP_TRACER if self.faults.active("telemetry-off") else self.telemetry.tracer
+
     async def _submit(self, body: Any) -> str:
         job, score = jobs_mod.build_job(body)
         redis = self.redis_or_raise()
-        with self.telemetry.tracer.start_as_current_span(
+        with self.tracer.start_as_current_span(
                 "redis submit_job", kind=SpanKind.CLIENT,
                 attributes={"db.system": "redis", "emp.job.id": job["id"],
                             "emp.job.service_required": job["service_required"]}):
@@ -370,8 +400,8 @@ class ApiServer:
     async def get_job(self, request: Request, job_id: str) -> Response:
         job = await jobs_mod.get_job(self.redis_or_raise(), job_id)
         if job is None:
-            return Response.json(404, {"success": False, "error": "Job not found"})
-        return Response.json(200, {"success": True, "job": job})
+            return Response.json(404, {"success": False, "error": "Job not found", "timestamp": jobs_mod.iso_now()})
+        return Response.json(200, {"success": True, "job": job, "timestamp": jobs_mod.iso_now()})
 
     async def list_jobs(self, request: Request) -> Response:
         status = request.query_value("status") or None
@@ -404,6 +434,12 @@ class ApiServer:
                 return
         session = WebSocketSession(kind, ident, reader, writer, self.args.ws_ping_interval)
         if not await session.handshake(request.raw_head):
+            return
+        env_token = os.environ.get("AUTH_TOKEN") if self.args.real_env else None
+        given = request.query_value("token")
+        if env_token is not None and given and given != env_token:
+            # as the EMP API: only a token that is given and wrong is refused, after the upgrade
+            await session.close(1008, "Invalid authentication token")
             return
         registry = self.monitors if kind == "monitor" else self.clients
         previous = registry.pop(ident, None)

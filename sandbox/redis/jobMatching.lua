@@ -2,7 +2,8 @@
 -- emp.deploy sandbox: atomic job claiming for EMP workers (docs/emp-contracts.md, "Claiming jobs").
 -- FCALL findMatchingJob 0 <capabilities JSON> <max_scan>
 -- Scans the top of jobs:pending (highest score first) and claims the first job the
--- worker can serve: ZREM + job hash status=assigned + jobs:active:{worker} + PUBLISH job_claimed.
+-- worker can serve: ZREM + job hash status=assigned + jobs:active:{worker} + worker:{id} busy
+-- + PUBLISH job_claimed and update_job_progress + XADD progress:{job}.
 -- Returns JSON {jobId, job} or nil.
 
 local function iso_now()
@@ -47,9 +48,9 @@ local function contains(list, item)
   return false
 end
 
--- Service: the job's service_required must be in job_service_required_map (or services).
+-- Service: the job's service_required must be in job_service_required_map (the EMP function reads no other list).
 local function service_ok(job, caps)
-  local map = caps.job_service_required_map or caps.services
+  local map = caps.job_service_required_map
   if type(map) ~= 'table' then return false end
   return contains(map, job.service_required)
 end
@@ -117,14 +118,22 @@ local function find_matching_job(keys, args)
         local now = iso_now()
         redis.call('ZREM', 'jobs:pending', job_id)
         redis.call('HSET', 'job:' .. job_id, 'status', 'assigned', 'worker_id', worker_id, 'assigned_at', now)
-        job.status = 'assigned'
-        job.worker_id = worker_id
-        job.assigned_at = now
+        -- as the EMP function: jobs:active and the answer carry the job as it was read (before assignment),
+        -- the worker's hash says busy, and the claim goes to job_claimed, update_job_progress and progress:{id}
         local job_json = cjson.encode(job)
         redis.call('HSET', 'jobs:active:' .. worker_id, job_id, job_json)
+        redis.call('HSET', 'worker:' .. worker_id, 'status', 'busy', 'current_job_id', job_id,
+          'last_status_change', now)
+        local millis = tonumber(redis.call('TIME')[1]) * 1000
         redis.call('PUBLISH', 'job_claimed', cjson.encode({
-          job_id = job_id, worker_id = worker_id, service_required = job.service_required,
-          assigned_at = now }))
+          job_id = job_id, worker_id = worker_id, status = 'claimed', message = 'Job claimed by worker',
+          claimed_at = now, timestamp = millis, service_required = job.service_required,
+          customer_id = job.customer_id, workflow_id = job.workflow_id, step_number = job.step_number,
+          total_steps = job.total_steps }))
+        redis.call('PUBLISH', 'update_job_progress', cjson.encode({
+          job_id = job_id, worker_id = worker_id, progress = 0, timestamp = millis }))
+        redis.call('XADD', 'progress:' .. job_id, '*', 'job_id', job_id, 'worker_id', worker_id,
+          'status', 'assigned', 'progress', '0', 'message', 'Job assigned to worker', 'assigned_at', now)
         return cjson.encode({ jobId = job_id, job = job })
       end
     end

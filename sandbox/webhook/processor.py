@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -116,9 +117,11 @@ def new_definition(body: Any, default_retry: dict[str, Any]) -> dict[str, Any]:
         "id": new_id("wh"), "url": url, "events": events, "active": active,
         "filters": _check_filters(body.get("filters")),
         "retry_config": _check_retry(body.get("retry_config"), default_retry),
-        "headers": _check_headers(body.get("headers")),
         "disconnected": False, "consecutive_failures": 0, "created_at": created, "updated_at": created,
     }
+    headers = _check_headers(body.get("headers"))
+    if headers:  # sandbox-only: extra delivery headers (the EMP service has none, its answer no such key)
+        webhook["headers"] = headers
     if secret:
         webhook["secret"] = secret
     return webhook
@@ -195,24 +198,33 @@ def matches_filters(webhook: dict[str, Any], data: dict[str, Any]) -> bool:
 
 
 def test_event_data(event_type: str, stamp: int) -> dict[str, Any]:
+    """The data of a test event: per event type the fields the EMP service's test events carry
+    (docs/emp-real-contracts.md), with sandbox values."""
     job_id = f"test_job_{stamp}"
-    worker_id = f"test_worker_{secrets.token_hex(3)}"
+    worker_id = f"test_worker_{secrets.token_hex(3)[:5]}"
+    machine_id = f"test_machine_{secrets.token_hex(3)[:5]}"
+    at = datetime.fromtimestamp(stamp / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     samples: dict[str, dict[str, Any]] = {
-        "job_submitted": {"job_type": "mock", "priority": 50, "status": "pending",
-                          "payload": {"test_data": "Sample job submission for webhook testing"}},
-        "update_job_progress": {"worker_id": worker_id, "progress": 45, "status": "in_progress"},
-        "complete_job": {"worker_id": worker_id, "progress": 100, "status": "completed",
-                         "result": {"output": "Test job completed successfully"}},
-        "job_failed": {"worker_id": worker_id, "status": "failed", "error": "Test failure"},
-        "cancel_job": {"worker_id": worker_id, "reason": "Test cancellation"},
-        "worker_status": {"worker_id": worker_id, "machine_id": "test_machine", "status": "busy"},
-        "machine_status": {"machine_id": "test_machine", "status": "ready"},
+        "job_submitted": {"job_id": job_id, "job_type": "mock", "priority": 50,
+                          "payload": {"test_data": "Sample job submission for webhook testing"},
+                          "requirements": {}, "customer_id": "test_customer", "submitted_at": at, "status": "pending"},
+        "update_job_progress": {"job_id": job_id, "worker_id": worker_id, "progress": 45,
+                                "progress_message": "Processing test job...", "status": "in_progress",
+                                "current_step": 1, "total_steps": 2, "estimated_completion": at},
+        "complete_job": {"job_id": job_id, "worker_id": worker_id, "progress": 100,
+                         "result": {"output": "Test job completed successfully", "files": [], "duration_ms": 0},
+                         "completed_at": at, "status": "completed", "message": "Test job finished successfully"},
+        "job_failed": {"job_id": job_id, "worker_id": worker_id, "error": "Test failure", "failed_at": at,
+                       "status": "failed", "can_retry": False, "retry_count": 0},
+        "cancel_job": {"job_id": job_id, "worker_id": worker_id, "cancelled_at": at, "reason": "Test cancellation",
+                       "cancelled_by": "test_user"},
+        "worker_status": {"worker_id": worker_id, "machine_id": machine_id, "status": "busy",
+                          "previous_status": "idle", "capabilities": ["mock"], "current_job_id": job_id},
+        "machine_status": {"machine_id": machine_id, "status": "ready", "health": "healthy", "worker_count": 1,
+                           "services": ["mock"], "startup_time": 0},
     }
-    data = {"job_id": job_id, "workflow_id": None}
-    if event_type in ("worker_status", "machine_status"):
-        data = {}
-    data.update(samples.get(event_type, {"test_event_type": event_type}))
-    return data
+    return samples.get(event_type, {"job_id": job_id, "test_event_type": event_type,
+                                    "message": f"Test event for {event_type}"})
 
 
 # ---------------------------------------------------------------------------- delivery
@@ -479,13 +491,15 @@ class Processor:
         final = outcome.ok or attempt_number >= int(retry["max_attempts"])
         next_delay = None if final else retry_delay_ms(retry, attempt_number)
         stamp = now_ms()
-        self.store.record_attempt({
-            "id": new_id("att"), "webhook_id": webhook_id, "event_id": payload["event_id"],
+        attempt = {
+            "id": new_id("wh"), "webhook_id": webhook_id, "event_id": payload["event_id"],
             "event_type": payload["event_type"], "attempt_number": attempt_number, "timestamp": stamp,
             "success": outcome.ok, "response_status": outcome.status, "response_body": outcome.body,
-            "error_message": outcome.error, "response_time_ms": round(outcome.elapsed_ms, 1),
+            "error_message": outcome.error,
             "next_retry_at": None if next_delay is None else stamp + int(next_delay),
-        })
+        }
+        # as the EMP service stores attempts: a field without a value is left out, not null
+        self.store.record_attempt({key: value for key, value in attempt.items() if value is not None})
         if not final:
             LOG.info("delivery %s to %s attempt %d failed (%s); retry in %d ms", payload["event_id"],
                      webhook_id, attempt_number, outcome.error, next_delay)

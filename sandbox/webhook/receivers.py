@@ -36,7 +36,9 @@ class TestReceivers:
                 return None
             receiver_id = new_id("recv")
             created = now_ms()
+            # url: the sandbox's own address; the EMP service writes http://localhost:3332 whatever its port
             receiver = {"id": receiver_id, "url": f"{self.base_url}/test-receivers/{receiver_id}/webhook",
+                        "view_url": f"http://localhost:3000/webhook-test?receiver={receiver_id}",
                         "created_at": created, "expires_at": created + LIFETIME_MS, "expires_in_hours": 24,
                         "requests": deque(maxlen=MAX_REQUESTS)}
             self._receivers[receiver_id] = receiver

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import redis
 
-from sandbox._common import Backoff, redis_client
+from sandbox._common import COMMAND_TIMEOUT_S, Backoff, redis_client
 
 T = TypeVar("T")
 LOG = logging.getLogger("webhook.redis")
@@ -25,7 +25,7 @@ class RedisGone(redis.ConnectionError):
 
 class RedisLink:
     def __init__(self, url: str, client_name: str | None, *, reconnect: bool = True,
-                 socket_timeout: float = 2.0):
+                 socket_timeout: float = COMMAND_TIMEOUT_S):
         # One retry at most: outages must show in /health, not hide behind backoff. A release
         # that never reconnects must not get a silent reconnect from redis-py's retry either.
         self.client = redis_client(url, client_name, retries=1 if reconnect else 0, socket_timeout=socket_timeout)

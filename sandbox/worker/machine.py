@@ -30,6 +30,7 @@ from sandbox._common import (
 )
 from sandbox._metrics import RedisDropper, RuntimeFaults, ServiceMetrics, send_metrics
 from sandbox.worker.runner import SERVICES_BY_TYPE, Worker, WorkerSettings, iso_now
+from sandbox.worker.standins import DEFAULT_CUSTOM_NODES, DEFAULT_MODELS, StandIns
 
 SERVICE = "emp-worker"
 log = logging.getLogger(SERVICE)
@@ -103,12 +104,16 @@ class Machine:
             asset_dir=Path(args.asset_dir) if args.asset_dir else None,
             client_named=not release.has_fault("no_redis_client"),
             reconnect=not release.has_fault("no_reconnect"), backoff_cap=args.redis_backoff_cap,
-            stalled=lambda: faults.active("jobs-stalled"), on_job=self.job_done)
+            stalled=lambda: faults.active("jobs-stalled"), on_job=self.job_done,
+            attest=lambda: not faults.active("attestation-missing"),
+            asset_storage_down=lambda: faults.active("asset-save-fails"),
+            ollama_url=f"http://{args.host}:{args.ollama_port}" if args.ollama_port else None)
         self.workers = [Worker(worker_type, index, settings, stop.event, telemetry, release.version)
                         for worker_type, count in parse_worker_spec(args.workers) for index in range(count)]
         self.leak = (MemoryLeak(args.leak_mb_per_s, args.leak_cap_mb, stop.event)
                      if release.has_fault("leak_memory") else None)
         self.server: ThreadingHTTPServer | None = None
+        self.standins = StandIns(args.custom_nodes, args.ollama_models, faults)
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
@@ -121,6 +126,8 @@ class Machine:
         http_thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="health-server", daemon=True)
         http_thread.start()
+        if self.args.comfyui_port is not None and self.args.ollama_port is not None:
+            self.standins.start(self.args.host, self.args.comfyui_port, self.args.ollama_port)
         for worker in self.workers:
             worker.start()
         if self.leak:
@@ -135,6 +142,7 @@ class Machine:
             worker.join(timeout=5)
         self.server.shutdown()
         self.server.server_close()
+        self.standins.stop()
         self.telemetry.shutdown(2.0)
         return 0
 
@@ -182,12 +190,18 @@ class Machine:
         cpu = self.cpu.percent()
         pid = os.getpid()
         uptime_ms = int(self.started * 1000)
-        restarts = self.args.restart_count
+        crashloop = self.faults.get("worker-crashloop")
 
-        def app(pm_id: int, name: str, status: str, extra: dict[str, Any]) -> dict[str, Any]:
+        def app(pm_id: int, name: str, status: str, extra: dict[str, Any], crashing: bool = False) -> dict[str, Any]:
+            restarts = self.args.restart_count
+            if crashing and crashloop is not None:
+                # the worker-crashloop fault: pm2 restarts the app each second and it dies again at once
+                restarts += 1 + int(time.time() - float(crashloop.get("since", time.time())))
+                status = "errored" if int(time.time() * 2) % 2 else "launching"
             return {"pid": pid if status == "online" else 0, "name": name, "pm_id": pm_id,
-                    "monit": {"memory": rss, "cpu": cpu},
-                    "pm2_env": {"status": status, "restart_time": restarts, "unstable_restarts": 0,
+                    "monit": {"memory": rss if status == "online" else 0, "cpu": cpu if status == "online" else 0},
+                    "pm2_env": {"status": status, "restart_time": restarts,
+                                "unstable_restarts": restarts - self.args.restart_count,
                                 "pm_uptime": uptime_ms, "created_at": uptime_ms, "exec_mode": "fork_mode",
                                 "instances": 1, "version": self.release.version, "namespace": "default",
                                 "env": extra}}
@@ -196,7 +210,8 @@ class Machine:
                     {"MACHINE_ID": self.args.machine_id})]
         for pm_id, worker in enumerate(self.workers, start=1):
             apps.append(app(pm_id, worker.app_name, pm2_status(worker),
-                            {"WORKER_ID": worker.worker_id, "CONNECTOR": worker.worker_type}))
+                            {"WORKER_ID": worker.worker_id, "CONNECTOR": worker.worker_type},
+                            crashing=pm_id == len(self.workers)))
         return apps
 
     def status(self) -> dict[str, Any]:
@@ -302,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default simulated job time; payload.duration_ms overrides (200)")
     parser.add_argument("--asset-dir", default=None, help="where ollama-sim saves assets")
     parser.add_argument("--restart-count", type=int, default=0, help="shown as pm2_env.restart_time")
+    parser.add_argument("--comfyui-port", type=int, default=None,
+                        help="port of the ComfyUI stand-in (8188 in production); none started without it")
+    parser.add_argument("--ollama-port", type=int, default=None,
+                        help="port of the Ollama stand-in (11434 in production); none started without it")
+    parser.add_argument("--custom-nodes", default=DEFAULT_CUSTOM_NODES,
+                        help="custom nodes /object_info lists, Package:NodeClass,... (a bare name is its own package)")
+    parser.add_argument("--ollama-models", default=DEFAULT_MODELS, help="models /api/tags lists, comma-separated")
     parser.add_argument("--leak-mb-per-s", type=float, default=4.0, help="leak_memory fault rate (4 MB/s)")
     parser.add_argument("--leak-cap-mb", type=int, default=256, help="leak_memory fault ceiling (256 MB)")
     parser.add_argument("--redis-backoff-cap", type=float, default=2.0, help="reconnect backoff cap in seconds (2)")

@@ -7,6 +7,8 @@ import logging
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,9 @@ class WorkerSettings:
     backoff_cap: float = 2.0
     stalled: Callable[[], bool] = lambda: False   # the jobs-stalled runtime fault
     on_job: Callable[[str, float], Any] | None = None  # (completed|failed, seconds) for /metrics
+    attest: Callable[[], bool] = lambda: True  # False: the attestation-missing runtime fault
+    asset_storage_down: Callable[[], bool] = lambda: False  # the asset-save-fails runtime fault
+    ollama_url: str | None = None  # the machine's Ollama (stand-in): ollama-sim jobs generate there when set
 
 
 @dataclass
@@ -253,7 +258,8 @@ class Worker(threading.Thread):
     def execute_ollama(self, job_id: str, job: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
         model = payload.get("model") or "sandbox-sim"
         prompt = str(payload.get("prompt") or "")
-        text = f"[{model}] simulated answer to: {prompt}"
+        text = (self.ollama_generate(str(model), prompt) if self.settings.ollama_url
+                else f"[{model}] simulated answer to: {prompt}")
         metadata: dict[str, Any] = {"connector": "ollama", "model": model, "endpoint": "/api/generate"}
         # Like the Ollama connector: the text is saved as an asset; a storage failure does not fail the job.
         try:
@@ -265,9 +271,25 @@ class Worker(threading.Thread):
         return {"success": True, "data": {"response": text, "model": model, "done": True},
                 "metadata": metadata}
 
+    def ollama_generate(self, model: str, prompt: str) -> str:
+        """POST /api/generate (stream false) to the machine's Ollama, as the connector does; errors fail the job."""
+        body = json.dumps({"model": model, "prompt": prompt, "stream": False}).encode("utf-8")
+        request = urllib.request.Request(f"{self.settings.ollama_url}/api/generate", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310  # the machine's own Ollama
+                return str(json.loads(answer.read().decode("utf-8"))["response"])
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:200]
+            raise JobFailure(f"Ollama answered HTTP {exc.code}: {detail}") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise JobFailure(f"Ollama at {self.settings.ollama_url} failed: {exc}") from None
+
     def save_asset(self, job_id: str, text: str) -> dict[str, Any]:
         if self.settings.asset_dir is None:
             raise OSError("no asset directory configured")
+        if self.settings.asset_storage_down():
+            raise OSError("asset storage unavailable (sandbox fault asset-save-fails)")
         directory = Path(self.settings.asset_dir)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{job_id}.txt"
@@ -304,7 +326,8 @@ class Worker(threading.Thread):
             pipe.hset("jobs:completed", job_id, json.dumps({"job_id": job_id, "worker_id": self.worker_id,
                                                             "completed_at": now, "result": result}))
             pipe.expire("jobs:completed", COMPLETED_TTL_S)
-            pipe.set(self._attestation_key("completion", job_id, job, str(attempt)), json.dumps(attestation))
+            if self.settings.attest():
+                pipe.set(self._attestation_key("completion", job_id, job, str(attempt)), json.dumps(attestation))
             pipe.hset(f"worker:{self.worker_id}", mapping={"status": "idle", "current_job_id": ""})
             pipe.publish("complete_job", json.dumps({
                 "job_id": job_id, "worker_id": self.worker_id, "status": "completed", "result": result,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, run_playbook, write_playbook
-from redis_probe_runs import probe_many
+from redis_probe_runs import assert_gate_keeps_secret, gate_many, probe_many
 from servers import PostgresCluster
 
 PSQL = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
@@ -211,36 +211,12 @@ def test_bad_input_is_refused_before_connecting(database, tmp_path):
 def test_gate_go_no_go_and_could_not_measure(database, tmp_path):
     dead = free_port()
 
-    def gate(name: str, args: dict, criteria: list[str]) -> str:
-        return textwrap.dedent(f"""
-        - name: gate {name}
-          emp.deploy.gate:
-            name: {name}
-            component: database
-            probe: {{module: emp.deploy.db_probe, args: {json.dumps(args)}}}
-            samples: 2
-            interval: 0
-            criteria: {json.dumps(criteria)}
-          ignore_errors: true
-          register: gate_{name.replace('-', '_')}
-        """)
-
-    out = tmp_path / "gates.json"
-    names = ["db-go", "db-nogo", "db-dead"]
-    tasks = (gate("db-go", {"dbname": database}, ["result.connections.database <= 100"])
-             + gate("db-nogo", {"dbname": database, "expected_migrations": [*APPLIED, "20250501000000_next"]},
-                    ["result.migrations.failed == 0"])
-             + gate("db-dead", {"port": dead, "connect_timeout": 2}, ["result.migrations.failed == 0"])
-             + textwrap.dedent(f"""
-        - name: Save
-          ansible.builtin.copy:
-            content: "{{{{ {{{', '.join(f"'{n}': gate_{n.replace('-', '_')}.emp_gate" for n in names)}}} | to_json }}}}"
-            dest: "{out}"
-            mode: "0600"
-        """))
-    proc = run_playbook(write_playbook(tmp_path, tasks, name="gates.yml"))
-    assert out.exists(), proc.stdout[-4000:]
-    gates = json.loads(out.read_text())
+    gates = gate_many(tmp_path, "emp.deploy.db_probe", "database", {
+        "db-go": ({"dbname": database}, ["result.connections.database <= 100"]),
+        "db-nogo": ({"dbname": database, "expected_migrations": [*APPLIED, "20250501000000_next"]},
+                    ["result.migrations.failed == 0"]),
+        "db-dead": ({"port": dead, "connect_timeout": 2}, ["result.migrations.failed == 0"]),
+    })
     assert gates["db-go"]["decision"] == "GO", gates["db-go"]
     assert gates["db-nogo"]["decision"] == "NO-GO"
     assert gates["db-nogo"]["reason"].startswith("1 of 4 expected migrations is pending: 20250501000000_next")
@@ -251,28 +227,9 @@ def test_gate_go_no_go_and_could_not_measure(database, tmp_path):
 
 
 def test_gate_never_prints_the_password(cluster, tmp_path):
-    reports = tmp_path / "reports"
-    args = {"port": cluster.port, "password": cluster.password}
-    tasks = textwrap.dedent(f"""
-    - name: gate over the private cluster
-      emp.deploy.gate:
-        name: db-secret
-        component: database
-        probe: {{module: emp.deploy.db_probe, args: {json.dumps(args)}}}
-        samples: 2
-        interval: 0
-        criteria: ["result.connections.database <= 100"]
-      register: gated
-    - name: Show the gate record
-      ansible.builtin.debug:
-        var: gated
-    """)
-    proc = run_playbook(write_playbook(tmp_path, tasks, name="secret.yml"), args=["-vvv"],
-                        env={"EMP_DEPLOY_REPORT_DIR": str(reports)})
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "decision GO" in proc.stdout
-    written = "".join(path.read_text() for path in reports.rglob("*") if path.is_file())
-    assert written and cluster.password not in proc.stdout + proc.stderr + written
+    assert_gate_keeps_secret(tmp_path, "emp.deploy.db_probe", "database",
+                             {"port": cluster.port, "password": cluster.password},
+                             ["result.connections.database <= 100"], cluster.password)
 
 
 def test_database_role_rollback_judges_only_the_smoke_queries(database, tmp_path):

@@ -50,7 +50,7 @@ def test_leaking_worker_is_no_go_on_memory_and_only_workers_roll_back(sandbox_st
     assert decisions == {"database-connections": "GO", "redis-connections": "GO", "telemetry-flowing": "GO",
                          "webhooks-processing": "GO", "workers-processing-mock": "GO",
                          "workers-processing-ollama-sim": "GO", "workers-memory": "NO-GO"}
-    assert "result.json.max_memory <= baseline.json.max_memory" in summary["gates"][-1]["reason"]
+    assert "result.pm2.memory_max_bytes <= baseline.pm2.memory_max_bytes" in summary["gates"][-1]["reason"]
     rollback = summary["rollback"]
     assert rollback["components"] == ["workers"] and rollback["ok"] and rollback["within_budget"], rollback
     assert running_versions(sandbox_state) == {"api": "1.1.0", "webhook": "1.1.0", "worker": "1.0.0",

@@ -16,21 +16,9 @@ from standardwebhooks.webhooks import Webhook
 from conftest import ROOT, run_playbook
 from misbehaving_http import MisbehavingServer, drip_headers
 from notify_receiver import Receiver
-from test_go_no_go_runs import deploy
+from test_go_no_go_runs import DB_GATE, DB_PHASE, deploy
 
-GO_DEPLOY = """
-- name: Phase db
-  hosts: sandbox
-  gather_facts: false
-  vars: {emp_phase: infrastructure, emp_component: database}
-  tasks:
-    - name: Database gate
-      emp.deploy.gate:
-        name: db-gate
-        component: database
-        evidence: {rc: 0}
-        criteria: [result.rc == 0]
-"""
+GO_DEPLOY = DB_PHASE + DB_GATE
 
 
 def whsec() -> str:

@@ -54,21 +54,25 @@ REDIS_PHASE = """
       emp_test_release: {component: redis, version: "7.2"}
 """
 
-DEPLOY = """
+# the database phase's play header and its gate (GO); DEPLOY releases the database between them
+DB_PHASE = """
 - name: Phase db
   hosts: sandbox
   gather_facts: false
   vars: {emp_phase: infrastructure, emp_component: database}
   tasks:
-    - name: Release the database
-      emp_test_release: {component: database, version: "2.0"}
-    - name: Database gate
+"""
+DB_GATE = """    - name: Database gate
       emp.deploy.gate:
         name: db-gate
         component: database
         evidence: {rc: 0}
         criteria: [result.rc == 0]
-    - name: Delegated gates in a loop
+"""
+
+DEPLOY = DB_PHASE + """    - name: Release the database
+      emp_test_release: {component: database, version: "2.0"}
+""" + DB_GATE + """    - name: Delegated gates in a loop
       delegate_to: localhost
       loop: [1, 2]
       emp.deploy.gate:

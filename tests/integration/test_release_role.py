@@ -127,6 +127,7 @@ def test_command_strategy_fails_when_the_new_version_never_runs(tmp_path):
     commands = {
         "release_strategy": "command", "release_name": "api", "release_state_dir": str(tmp_path / "state"),
         "release_deploy_command": "true", "release_current_version_command": "echo 0.9.0",
+        "release_rollback_command": "true",  # rollback readiness needs one (docs/safety.md)
         "release_verify_retries": 1, "release_verify_delay": 0,
     }
     proc, dummy = run(tmp_path, play(step("1.0.0"), tmp_path / "out.json", **commands))

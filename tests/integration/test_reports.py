@@ -139,10 +139,19 @@ def test_a_watched_run_and_a_200_gate_run_in_chromium(tmp_path):
     assert _reports.write_reports(big_dir).errors == []
     assert (big_dir / "report.html").stat().st_size < 2 * 1024 * 1024
     check_in_chromium(big_dir / "report.html", shots, [r["name"] for r in big.records if r["type"] == "gate"], "NO-GO")
+    # who was told: the notices and the trace export, as people see them
+    told = rj.told_run()
+    told_dir = tmp_path / "reports" / told.run_id
+    told.write(told_dir)
+    assert _reports.write_reports(told_dir).errors == []
+    notices = html.fromstring(check_in_chromium(told_dir / "report.html", shots, ["webhook-p95"], "NO-GO")
+                              ).get_element_by_id("notices")
+    assert [r.get("class") for r in notices.xpath(".//tr[td]")] == ["sent", "unsent", "sent"]
+    assert "trace " + "5f0c" * 8 + " sent to 127.0.0.1:4318" in notices.text_content()
     index_dom, console = chromium.load(tmp_path / "reports" / "index.html")
     assert console == []
     assert sorted(r.get("data-run") for r in html.fromstring(index_dom).xpath("//tr[@data-run]")) == \
-        sorted([watched.run_id, big.run_id])
+        sorted([watched.run_id, big.run_id, told.run_id])
 
 
 @needs_chromium

@@ -14,16 +14,15 @@ import json
 import secrets
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, run_playbook, wait_for_port, write_playbook
+from conftest import ROOT, free_port, wait_for_port
 from misbehaving_http import MisbehavingServer, drip
-from redis_probe_runs import probe_many
+from redis_probe_runs import assert_gate_keeps_secret, gate_many, probe_many
 from servers import RedisServer
 
 SLOW_S = 0.15
@@ -230,37 +229,13 @@ def test_bad_input_is_refused_before_sending(web, tmp_path):
 def test_gate_go_no_go_and_could_not_measure(web, tmp_path):
     dead = free_port()
 
-    def gate(name: str, args: dict, criteria: list[str]) -> str:
-        return textwrap.dedent(f"""
-        - name: gate {name}
-          emp.deploy.gate:
-            name: {name}
-            component: api
-            probe: {{module: emp.deploy.service_probe, args: {json.dumps(args)}}}
-            samples: 2
-            interval: 0
-            criteria: {json.dumps(criteria)}
-          ignore_errors: true
-          register: gate_{name.replace('-', '_')}
-        """)
-
-    names = ["svc-go", "svc-nogo", "svc-dead"]
-    out = tmp_path / "gates.json"
-    tasks = (gate("svc-go", {"url": web.url + "/ok", "requests": 5, "json_query": {"not_ok": NOT_OK}},
-                  ["result.json.not_ok == 0", "result.error_rate == 0"])
-             + gate("svc-nogo", {"url": web.url + "/degraded", "requests": 5, "json_query": {"not_ok": NOT_OK}},
-                    ["result.json.not_ok == 0"])
-             + gate("svc-dead", {"url": f"http://127.0.0.1:{dead}/health", "requests": 2}, ["result.error_rate == 0"])
-             + textwrap.dedent(f"""
-        - name: Save
-          ansible.builtin.copy:
-            content: "{{{{ {{{', '.join(f"'{n}': gate_{n.replace('-', '_')}.emp_gate" for n in names)}}} | to_json }}}}"
-            dest: "{out}"
-            mode: "0600"
-        """))
-    proc = run_playbook(write_playbook(tmp_path, tasks, name="gates.yml"))
-    assert out.exists(), proc.stdout[-4000:]
-    gates = json.loads(out.read_text())
+    gates = gate_many(tmp_path, "emp.deploy.service_probe", "api", {
+        "svc-go": ({"url": web.url + "/ok", "requests": 5, "json_query": {"not_ok": NOT_OK}},
+                   ["result.json.not_ok == 0", "result.error_rate == 0"]),
+        "svc-nogo": ({"url": web.url + "/degraded", "requests": 5, "json_query": {"not_ok": NOT_OK}},
+                     ["result.json.not_ok == 0"]),
+        "svc-dead": ({"url": f"http://127.0.0.1:{dead}/health", "requests": 2}, ["result.error_rate == 0"]),
+    })
     assert gates["svc-go"]["decision"] == "GO", gates["svc-go"]
     assert gates["svc-nogo"]["decision"] == "NO-GO"
     # the first failed sample decides (failure_limit 0), with the figure it read
@@ -272,26 +247,7 @@ def test_gate_go_no_go_and_could_not_measure(web, tmp_path):
 
 
 def test_gate_never_prints_the_token(api, tmp_path):
-    reports = tmp_path / "reports"
     args = {"url": api["url"] + "/health", "requests": 3, "api_token": api["token"],
             "websocket_url": api["ws"] + "/ws/client/emp-deploy-gate-test", "websocket_hold_s": 0.5}
-    tasks = textwrap.dedent(f"""
-    - name: gate over the API
-      emp.deploy.gate:
-        name: api-secret
-        component: api
-        probe: {{module: emp.deploy.service_probe, args: {json.dumps(args)}}}
-        samples: 2
-        interval: 0
-        criteria: ["result.websocket.drops == 0", "result.error_rate == 0"]
-      register: gated
-    - name: Show the gate record
-      ansible.builtin.debug:
-        var: gated
-    """)
-    proc = run_playbook(write_playbook(tmp_path, tasks, name="secret.yml"), args=["-vvv"],
-                        env={"EMP_DEPLOY_REPORT_DIR": str(reports)})
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "decision GO" in proc.stdout
-    written = "".join(path.read_text() for path in reports.rglob("*") if path.is_file())
-    assert written and api["token"] not in proc.stdout + proc.stderr + written
+    assert_gate_keeps_secret(tmp_path, "emp.deploy.service_probe", "api", args,
+                             ["result.websocket.drops == 0", "result.error_rate == 0"], api["token"])

@@ -70,15 +70,19 @@ def test_health_is_exactly_the_contract(api):
     answer = requests.get(f"{api.url}/health", timeout=TIMEOUT)
     assert answer.status_code == 200
     body = answer.json()
-    assert set(body) == {"status", "timestamp", "connections"}
+    assert set(body) == {"status", "timestamp", "cors", "connections"}
     assert body["status"] == "ok"
+    assert set(body["cors"]) == {"origin", "allowedOrigins", "userAgent"} and body["cors"]["origin"] == "no-origin"
     assert set(body["connections"]) == {"monitors", "workers"}
     assert time.time() - time.mktime(time.strptime(body["timestamp"][:19], "%Y-%m-%dT%H:%M:%S")) < 3600 * 24
 
 
 def test_version_reads_release_json(api):
-    assert requests.get(f"{api.url}/version", timeout=TIMEOUT).json() == {
-        "service": "emp-api", "version": "1.0.0", "faults": []}
+    version = requests.get(f"{api.url}/version", timeout=TIMEOUT).json()
+    # the EMP API's shape; faults is sandbox-only (docs/emp-real-contracts.md)
+    assert (version["api_version"], version["name"], version["faults"]) == ("1.0.0", "api", [])
+    assert set(version) == {"api_version", "name", "description", "node_version", "platform", "arch",
+                            "uptime_seconds", "timestamp", "environment", "build_date", "faults"}
 
 
 def test_submit_job_writes_hash_queue_and_score(api):
@@ -150,7 +154,7 @@ def test_get_job_and_404(api):
     assert answer.status_code == 200
     assert answer.json()["success"] is True and answer.json()["job"]["payload"] == {"a": 1}
     missing = requests.get(f"{api.url}/api/jobs/does-not-exist", timeout=TIMEOUT)
-    assert missing.status_code == 404 and missing.json() == {"success": False, "error": "Job not found"}
+    assert missing.status_code == 404 and {k: v for k, v in missing.json().items() if k != "timestamp"} == {"success": False, "error": "Job not found"}
 
 
 def test_list_jobs_paging_and_status(api):
@@ -171,8 +175,11 @@ def test_list_jobs_bad_parameters(api, params):
 
 
 def test_unknown_route_and_method(api):
-    assert requests.get(f"{api.url}/nope", timeout=TIMEOUT).status_code == 404
-    assert requests.delete(f"{api.url}/api/jobs", timeout=TIMEOUT).status_code == 405
+    # as the EMP API (Express): an HTML 404 naming the method and path, for an unknown method too (no 405)
+    missing = requests.get(f"{api.url}/nope", timeout=TIMEOUT)
+    assert missing.status_code == 404 and "<pre>Cannot GET /nope</pre>" in missing.text
+    wrong = requests.delete(f"{api.url}/api/jobs", timeout=TIMEOUT)
+    assert wrong.status_code == 404 and "<pre>Cannot DELETE /api/jobs</pre>" in wrong.text
 
 
 def test_malformed_http_is_400(api):
@@ -399,7 +406,9 @@ def test_bad_release_json_fails_start(start_service, sandbox_redis_server, tmp_p
 
 
 def test_refuses_non_loopback_and_missing_redis_url(start_service):  # noqa: F811
-    bad_host = start_service("sandbox.api", "--host", "0.0.0.0", "--redis-url", "redis://127.0.0.1:1/0", wait=False)
+    # with --port (the sandbox's own flags); without it the EMP variables apply (test_sandbox_contract.py)
+    bad_host = start_service("sandbox.api", "--port", "0", "--host", "0.0.0.0", "--redis-url", "redis://127.0.0.1:1/0",
+                             wait=False)
     assert bad_host.proc.wait(timeout=10) == 2 and "loopback" in bad_host.output()
-    no_url = start_service("sandbox.api", wait=False)
+    no_url = start_service("sandbox.api", "--port", "0", wait=False)
     assert no_url.proc.wait(timeout=10) == 2 and "--redis-url" in no_url.output()

@@ -154,7 +154,7 @@ def test_deploy_switches_the_symlink_and_restarts(sandbox):
     current = status(state_dir)
     assert current["versions"]["api"] == "1.1.0"
     assert os.readlink(Path(current["releases_dir"]) / "api" / "current") == "releases/1.1.0"
-    assert requests.get(f"{current['api']}/version", timeout=TIMEOUT).json()["version"] == "1.1.0"
+    assert requests.get(f"{current['api']}/version", timeout=TIMEOUT).json()["api_version"] == "1.1.0"
     assert recorded_processes(state_dir)["api"]["pid"] != old_pid and not alive(old_pid)
 
 

@@ -63,11 +63,13 @@ def test_nothing_pending_returns_nil(r):
 def test_claims_atomically_and_records_everything(r):
     add_job(r, "j1")
     pubsub = r.pubsub()
-    pubsub.subscribe("job_claimed")
-    pubsub.get_message(timeout=1)  # subscribe confirmation
+    pubsub.subscribe("job_claimed", "update_job_progress")
+    pubsub.get_message(timeout=1)  # subscribe confirmations
+    pubsub.get_message(timeout=1)
     result = claim(r, CAPS)
     assert result["jobId"] == "j1"
-    assert result["job"]["status"] == "assigned" and result["job"]["worker_id"] == "w1"
+    # as the EMP function: the answer carries the job as it was read, before the assignment
+    assert result["job"]["status"] == "pending" and "worker_id" not in result["job"]
     assert r.zscore("jobs:pending", "j1") is None
     job = r.hgetall("job:j1")
     assert job["status"] == "assigned" and job["worker_id"] == "w1"
@@ -76,7 +78,12 @@ def test_claims_atomically_and_records_everything(r):
     assert active["id"] == "j1"
     message = pubsub.get_message(timeout=2)
     assert message and message["channel"] == "job_claimed"
-    assert json.loads(message["data"])["job_id"] == "j1"
+    claimed = json.loads(message["data"])
+    assert (claimed["job_id"], claimed["worker_id"], claimed["status"]) == ("j1", "w1", "claimed")
+    progress = pubsub.get_message(timeout=2)
+    assert progress and progress["channel"] == "update_job_progress" and json.loads(progress["data"])["progress"] == 0
+    assert r.hget("worker:w1", "status") == "busy" and r.hget("worker:w1", "current_job_id") == "j1"
+    assert r.xrange("progress:j1")[0][1]["status"] == "assigned"
     assert claim(r, CAPS) is None, "a claimed job must not be claimed twice"
     pubsub.close()
 

@@ -53,7 +53,8 @@ def gate(check: dict, decision: str, at: str, run_id: str, number: int) -> dict:
 def journal_passes(run_dir: str) -> int:
     try:
         with open(os.path.join(run_dir, "journal.jsonl"), encoding="utf-8") as handle:
-            return sum(1 for line in handle if '"type": "watch_pass"' in line)
+            # canonical JSON lines: no spaces after the colon (docs/records.md)
+            return sum(1 for line in handle if '"type":"watch_pass"' in line)
     except OSError:
         return 0
 

@@ -479,3 +479,62 @@ def test_a_gate_censored_by_no_log_is_recorded_redacted_with_its_decision(callba
     assert [(g["name"], g["decision"], g["redacted"]) for g in summary["gates"]] == [
         ("Quiet gate", "GO", True), ("Secret gate", "NO-GO", True)]
     assert summary["decision"] == "NO-GO" and summary["failures"] == []
+
+
+# --- run kinds: the predeploy run -------------------------------------------------------------------
+
+def test_a_deploy_run_says_so(callback, tmp_path):
+    start(callback, Play("db", {"emp_phase": "infrastructure", "emp_component": "database"}))
+    callback.v2_runner_on_ok(Result({"emp_gate": gate("db", "database")}))
+    callback.v2_playbook_on_stats(Stats())
+    journal, summary = read_run(tmp_path)
+    assert journal[0]["run_kind"] == summary["run_kind"] == "deploy"
+    assert summary["skipped_checks"] == []
+
+
+def test_a_predeploy_run_records_its_kind_and_never_rolls_back_an_enforced_nogo(loader, tmp_path, monkeypatch):
+    plugin = loader.get("emp.deploy.go_no_go")
+    plugin.set_options(direct={"report_dir": str(tmp_path / "reports"), "rollback": "auto"})
+    ran = []
+    monkeypatch.setattr(cb.runner, "RollbackRunner", lambda *a, **k: ran.append(a))
+    start(plugin, Play("Predeploy · preflight", {"emp_run_kind": "predeploy"}),
+          Play("Predeploy · Redis & database layer", {"emp_phase": "predeploy", "emp_component": "redis-database"}))
+    plugin.v2_runner_on_failed(Result({"failed": True, "emp_gate": gate("db", "redis-database", "NO-GO")}))
+    plugin.v2_playbook_on_stats(Stats())
+    journal, summary = read_run(tmp_path)
+    assert journal[0]["run_kind"] == summary["run_kind"] == "predeploy"
+    assert summary["decision"] == "NO-GO"
+    assert summary["rollback"]["triggered"] is False
+    assert summary["rollback"]["why_not"] == "a predeploy run never rolls back: it released nothing"
+    assert not [r for r in journal if r["type"].startswith("rollback")]
+    assert ran == []
+    with pytest.raises(SystemExit) as exited:  # the exit code of a NO-GO deploy run
+        sys.exit(0)
+    assert exited.value.code == 2
+
+
+def test_an_unknown_run_kind_stops_the_run(loader, tmp_path, capsys):
+    plugin = loader.get("emp.deploy.go_no_go")
+    plugin.set_options(direct={"report_dir": str(tmp_path / "reports")})
+    with pytest.raises(SystemExit) as exited:
+        start(plugin, Play("p", {"emp_run_kind": "{{ kind }}"}))
+    assert exited.value.code == 5
+    shown = capsys.readouterr()
+    # ansible-core 2.18 wraps the error line at the terminal width: compare with whitespace collapsed
+    assert "emp_run_kind: '{{ kind }}' is not one of deploy, predeploy" in " ".join((shown.err + shown.out).split())
+
+
+def test_skipped_checks_are_recorded_once_each_never_as_gates(callback, tmp_path):
+    start(callback, Play("p", {"emp_phase": "predeploy", "emp_component": "redis-database"}))
+    skipped = {"name": "predeploy-redis-reconnect", "checklist_ref": "testing/redis/reconnect", "reason": "not run"}
+    item = {"emp_check_skipped": skipped, "changed": False}
+    callback.v2_runner_item_on_ok(Result(item))
+    callback.v2_runner_on_ok(Result({"results": [item], "changed": False}))
+    callback.v2_runner_on_ok(Result({"emp_gate": gate("db", "redis-database")}))
+    callback.v2_playbook_on_stats(Stats())
+    journal, summary = read_run(tmp_path)
+    assert [r["checklist_ref"] for r in journal if r["type"] == "check_skipped"] == ["testing/redis/reconnect"]
+    assert summary["skipped_checks"] == [{"name": "predeploy-redis-reconnect", "checklist_ref": "testing/redis/reconnect",
+                                          "component": "redis-database", "phase": "predeploy", "host": "sandbox",
+                                          "reason": "not run"}]
+    assert [g["name"] for g in summary["gates"]] == ["db"]

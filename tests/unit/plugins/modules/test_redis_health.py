@@ -68,7 +68,7 @@ def test_functions_answer_shapes():
     ({"max_latency_p95_ms": 0.5}, {}, "p95 PING latency 1.00 ms > 0.5 ms over 10 samples"),
     ({"max_memory_ratio": 0.05}, {}, "memory ratio 0.100 (100 of maxmemory) > 0.05"),
     ({"max_connected_clients": 2}, {}, "3 connected clients > 2"),
-    ({"min_connected_clients": 4}, {}, "3 connected clients < 4"),
+    ({"min_connected_clients": 4}, {}, "3 connected clients < 4 (not counting this probe)"),
     ({"expected_client_names": {"emp-api": 2}}, {"clients": {"connected": 1, "expected": {"emp-api": 1}}},
      "client 'emp-api' has 1 connection, expected at least 2"),
     ({"max_queue_depth": 0}, {"queue": {"pending": 4}}, "queue 'jobs:pending' holds 4 jobs > 0"),
@@ -171,3 +171,17 @@ def test_a_wait_cut_by_the_overall_timeout_says_so(monkeypatch):
     assert module.time.monotonic() - started < 0.3 + LOAD_MARGIN_S  # the deadline, not the wait_timeout of 60 s
     assert wait["recovered"] is False
     assert problems[0].startswith("Redis at 127.0.0.1:6379 did not recover within the probe's overall timeout of 0.3 s (")
+
+
+def test_service_health_problems_are_threshold_problems():
+    sample = report(services={"webhook": {"healthy": False}},
+                    service_problems=["service 'webhook' health has redis.connected=false, expected true"])
+    assert module.threshold_problems(sample, params()) == ["service 'webhook' health has redis.connected=false, expected true"]
+    assert "service_problems" not in sample  # the sentences go to problems, not into the result twice
+
+
+def test_service_health_options_are_checked():
+    bad = dict(DEFAULTS, service_health=[{"name": "api", "url": "redis://x/health", "expect": {}, "headers": {}}])
+    assert module.validate_options(bad).startswith("service_health 'api': the URL scheme")
+    assert module.validate_options(dict(DEFAULTS, service_health_timeout=0)) == \
+        "service_health_timeout must be greater than 0, got 0"

@@ -40,3 +40,17 @@ def test_an_unwritable_record_and_an_interrupted_rollback_are_said_loudly():
                                                  "components": ["redis"]}), "/dev/null/reports/r1/summary.json")
     assert "(interrupted by SIGINT)" in text and "rollback [redis] CUT SHORT by SIGINT" in text
     assert "NO RECORD: cannot write the run record in /dev/null/reports/r1" in text and "report:" not in text
+
+
+def test_who_was_told_follows_the_table():
+    notices = [{"target": "slack", "event": "nogo", "sent": True, "outcome": "sent"},
+               {"target": "teams", "event": "nogo", "sent": False, "outcome": "timeout"}]
+    trace = {"sent": False, "endpoint": "127.0.0.1:4318", "outcome": "unreachable",
+             "error": "cannot reach the OTLP endpoint at 127.0.0.1:4318 (POST /v1/traces): refused"}
+    lines = table.told_lines(notices, trace).splitlines()
+    assert lines == ["", "  notices: slack nogo, teams nogo NOT SENT (timeout)",
+                     "  trace NOT exported to 127.0.0.1:4318 (unreachable): cannot reach the OTLP endpoint at "
+                     "127.0.0.1:4318 (POST /v1/traces): refused"]
+    sent = table.told_lines([], {"sent": True, "trace_id": "ab" * 16, "endpoint": "h:1", "spans": 4, "events": 2})
+    assert sent == "\n  trace " + "ab" * 16 + " sent to h:1: 4 spans, 2 events"
+    assert table.told_lines([], None) == ""

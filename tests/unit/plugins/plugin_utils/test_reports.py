@@ -271,3 +271,63 @@ def test_a_failed_step_fails_its_phase_suite_and_a_loose_gate_has_a_suite_of_its
     page = html.fromstring((run_dir / "report.html").read_bytes())
     assert "Run migrations" in page.get_element_by_id("failures").text_content()
     assert "Run migrations on db-1" in (run_dir / "incident.md").read_text()
+
+
+def test_notices_and_the_trace_export_are_shown_in_the_report(tmp_path):
+    builder = rj.told_run()
+    run_dir = written(tmp_path, builder)
+    page = html.fromstring((run_dir / "report.html").read_bytes())
+    section = page.get_element_by_id("notices")
+    rows = [[cell.text_content() for cell in row.xpath("td")] for row in section.xpath(".//tr[td]")]
+    notices = [r for r in builder.records if r["type"] == "notify"]
+    assert [row[:4] for row in rows] == [[n["ts"], n["target"], n["event"], n["outcome"]] for n in notices]
+    assert rows[1][4:] == ["503", "3", "the Teams URL answered HTTP 503: try later"]
+    assert [row.get("class") for row in section.xpath(".//tr[td]")] == ["sent", "unsent", "sent"]
+    trace = section.find_class("trace")[0].text_content()
+    assert "trace " + "5f0c" * 8 + " sent to 127.0.0.1:4318: 9 spans, 19 events" in trace
+    # a run that told nobody and exported nothing has no such section
+    plain_dir = written(tmp_path, rj.go_run())
+    assert 'id="notices"' not in (plain_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("after_s", "verdict"), [(90, "within"), (660, "LATER than")])
+def test_the_incident_draft_says_when_and_how_stakeholders_were_notified(tmp_path, after_s, verdict):
+    builder = rj.told_run(after_s=after_s)
+    draft = (written(tmp_path, builder) / "incident.md").read_text()
+    gate = next(r for r in builder.records if r["type"] == "gate")
+    slack = next(r for r in builder.records if r["type"] == "notify")
+    section = draft.split("## Stakeholders notified\n", 1)[1].split("\n## ", 1)[0]
+    assert (f"Stakeholders notified at {slack['ts']} via slack, {_fmt(after_s + 0.5)} after the NO-GO at "
+            f"{gate['ended']} ({verdict} the checklist's 10 minutes).") in section
+    assert "- " + slack["ts"] + " slack nogo: sent, HTTP 200, 1 attempt(s)" in section
+    assert "teams nogo: NOT SENT (http_error): the Teams URL answered HTTP 503: try later, HTTP 503, 3 attempt(s)" in section
+    assert "trace " + "5f0c" * 8 + " sent to 127.0.0.1:4318" in section
+    assert f"| {slack['ts']} | notice to slack (nogo): sent |" in draft  # in the timeline too
+    assert draft.index("## Stakeholders notified") < draft.index("## Timeline (UTC)")
+
+
+def test_an_incident_draft_without_a_sent_notice_asks_who_was_told(tmp_path):
+    draft = (written(tmp_path, rj.told_run(slack_sent=False)) / "incident.md").read_text()
+    section = draft.split("## Stakeholders notified\n", 1)[1].split("\n## ", 1)[0]
+    # the rollback notice went out, the NO-GO notices did not: the first sent one is the rollback's
+    assert "via slack" in section and "slack nogo: NOT SENT (timeout)" in section
+    bare = (written(tmp_path, rj.nogo_run()) / "incident.md").read_text()
+    assert "No notice reached anybody: TODO who was told, when and how" in bare
+
+
+def _fmt(seconds: float) -> str:
+    from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import fmt_seconds
+    return fmt_seconds(seconds)
+
+
+def test_a_watch_alert_counts_only_the_notices_sent_after_it(tmp_path):
+    builder = rj.watch_run()
+    end = next(i for i, r in enumerate(builder.records) if r["type"] == "run_end")
+    go_notice_at = builder.records[end]["ts"]
+    builder.notify("slack", "go")  # as the deploy sent it, just before its run_end
+    builder.records.insert(end, dict(builder.records.pop(), ts=go_notice_at))
+    builder.notify("teams", "watch_alert")
+    alert_at = builder.records[-1]["ts"]
+    draft = (written(tmp_path, builder) / "incident.md").read_text()
+    assert f"Stakeholders notified at {alert_at} via teams, " in draft
+    assert f"- {go_notice_at} slack go: sent" in draft  # listed, but not the answer to the alert

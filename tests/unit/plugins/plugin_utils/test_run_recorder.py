@@ -229,3 +229,55 @@ def test_a_run_id_inherited_from_another_run_is_not_taken():
     # a task that starts a nested run with an id of its choosing is obeyed
     assert run_id_from_environment({R.RUN_ID_ENV: "inner", R.RUN_ID_OWNER_ENV: "99:r1"}, 100) == "inner"
     assert run_id_from_environment({}, 100) is None
+
+
+def test_a_readiness_nogo_rolls_back_nothing_unless_the_component_changed(tmp_path):
+    rec = recorder(tmp_path)
+    rec.start_phase("application", "webhooks", "p")
+    rec.add_gate(gate("rollback-ready-webhook", "webhooks", R.NO_GO), "h")
+    assert rec.decision(set())[0] == R.NO_GO
+    assert rec.rollback_components() == []
+    assert rec.why_no_rollback() == "nothing changed: webhooks could not be rolled back, so it was not released"
+
+    # a second service of the component was switched before the first one's readiness said NO-GO
+    rec = recorder(tmp_path / "b")
+    rec.start_phase("application", "webhooks", "p")
+    rec.add_release({"component": "webhooks", "version": "2", "previous": "1", "changed": True}, "h")
+    rec.add_gate(gate("rollback-ready-webhook", "webhooks", R.NO_GO), "h")
+    assert rec.rollback_components() == ["webhooks"]
+
+    # an ordinary gate's NO-GO still rolls its component back
+    rec = recorder(tmp_path / "c")
+    rec.start_phase("application", "webhooks", "p")
+    rec.add_gate(gate("webhooks-processing", "webhooks", R.NO_GO), "h")
+    assert rec.rollback_components() == ["webhooks"] and rec.why_no_rollback() == "no phase component to roll back"
+
+
+def test_the_verification_gates_after_a_rollback_are_part_of_its_record(tmp_path):
+    rec = recorder(tmp_path)
+    rec.start_phase("application", "webhooks", "p")
+    rec.add_gate(gate("webhooks-processing", "webhooks", R.NO_GO), "h")
+    rec.plan_rollback(["webhooks", "redis"], "cmd")
+    rec.rollback_started(R.RUNNER_IN_PROCESS)
+    rec.rb_play_start("Rollback · webhooks", "webhooks")
+    rec.rb_gate(gate("webhooks-processing", "webhooks", R.NO_GO, host="h"))
+    rec.rb_play_start("Rollback · redis", "redis")
+    rec.rb_gate(gate("redis-connections", "redis", R.GO, host="h"))
+    problems = rec.rollback_finished(0, None)
+    per = rec.rollback["per_component"]
+    assert per["webhooks"]["verified"] is False and per["redis"]["verified"] is True
+    assert per["webhooks"]["verification"] == [{"name": "webhooks-processing", "host": "h", "decision": R.NO_GO,
+                                                "mode": R.ENFORCE, "reason": "webhooks-processing: value was 312"}]
+    assert rec.rollback["ok"] is False
+    assert "rollback of webhooks failed: gate webhooks-processing: webhooks-processing: value was 312" in problems
+    end = [r for r in journal(tmp_path) if r["type"] == R.ROLLBACK_END][0]
+    assert end["per_component"]["redis"]["verification"][0]["decision"] == R.GO
+
+    rec = recorder(tmp_path / "b")
+    rec.start_phase("application", "webhooks", "p")
+    rec.add_gate(gate("webhooks-processing", "webhooks", R.NO_GO), "h")
+    rec.plan_rollback(["webhooks"], "cmd")
+    rec.rollback_started(R.RUNNER_IN_PROCESS)
+    rec.rb_play_start("Rollback · webhooks", "webhooks")
+    rec.rollback_finished(0, None)
+    assert rec.rollback["per_component"]["webhooks"]["verified"] is None  # no gate ran: not proven either way

@@ -39,6 +39,17 @@ def test_the_newest_go_deploy_run_by_its_start_is_attached(tmp_path):
     assert wr.find_deploy_run(reports, "zz-older") == "zz-older"
 
 
+def test_a_predeploy_run_is_never_attached_to(tmp_path):
+    reports = tmp_path / "reports"
+    deploy_run(reports, "deploy", "2026-12-01T10:00:00.000Z")
+    predeploy = deploy_run(reports, "predeploy", "2026-12-02T10:00:00.000Z")
+    summary = json.loads((predeploy / "summary.json").read_text())
+    (predeploy / "summary.json").write_text(json.dumps(dict(summary, run_kind=R.RUN_KIND_PREDEPLOY)))
+    assert wr.find_deploy_run(reports, None) == "deploy"  # the newer GO run is a predeploy: passed over
+    with pytest.raises(rr.OptionError, match="that run is a predeploy run"):
+        wr.find_deploy_run(reports, "predeploy")
+
+
 @pytest.mark.parametrize("requested, message", [
     ("../x", "is not a valid run id"), ("missing", "no finished deploy run of that id"),
     ("nogo", "that run decided NO-GO"), ("rollback", "that run is a rollback run")])
