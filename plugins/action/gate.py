@@ -35,6 +35,7 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.display import Display
 from ansible.utils.plugin_docs import get_docstring
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _waivers as waivers
 from ansible_collections.emp.deploy.plugins.plugin_utils._gate import (
     BASELINE_VARIABLE,
     ERROR,
@@ -72,6 +73,8 @@ from ansible_collections.emp.deploy.plugins.plugin_utils._records import (
     GO,
     MODES,
     NO_GO,
+    WAIVED,
+    WAIVERS_VAR,
     WARN,
     GateRecord,
 )
@@ -218,6 +221,7 @@ class ActionModule(ActionBase):
             args["probe"] = self._plan_probe(args["probe"])
 
         gate = _GateRun(self, args, criteria, limits, task_vars, planned, interval)
+        gate.waiver = self._waiver_of(args["name"], task_vars)
         if with_evidence:
             gate.run_evidence(args["evidence"])
         else:
@@ -225,6 +229,17 @@ class ActionModule(ActionBase):
         return gate.finish(result)
 
     # --- validation before any sampling ---------------------------------------------------------
+
+    def _waiver_of(self, name: str, task_vars: t.Mapping[str, t.Any]) -> waivers.Waiver | None:
+        """The waiver in force for this gate (emp_waivers); an expired one is ignored with a warning."""
+        try:
+            parsed = waivers.parse_waivers(task_vars.get(WAIVERS_VAR))
+        except waivers.WaiverError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        active, expired = waivers.waiver_for(parsed, name, datetime.now(timezone.utc))
+        if expired is not None:
+            self.show(f"gate {name}: {waivers.expired_warning(expired)}", warning=True)
+        return active
 
     def _validated_args(self, spec: dict[str, dict[str, t.Any]] | None = None,
                         action: str = "emp.deploy.gate") -> dict[str, t.Any]:
@@ -357,6 +372,7 @@ class _GateRun:
         self.probe: dict[str, t.Any] = {}
         self.stopped_early = False
         self.decision: str | None = None
+        self.waiver: waivers.Waiver | None = None
         self.started = _now()
         self.started_mono = time.monotonic()
         self.host = to_text(task_vars.get("inventory_hostname", ""))
@@ -557,9 +573,14 @@ class _GateRun:
             "duration_s": round(time.monotonic() - self.started_mono, 3),
             "redacted": self.redacted,
         }
+        if self.waiver is not None:
+            waivers.waive(t.cast(dict, gate), self.waiver)
         result.update({"changed": False, GATE_RESULT_KEY: gate})
         headline = f"{self.label}: {self.decision} ({mode}) - {reason}"
-        if self.decision == GO:
+        if self.waiver is not None:
+            result["msg"] = f"{WAIVED}: {gate['reason']}"
+            self.action.show(f"{self.label}: {WAIVED} ({mode}) - {gate['reason']}", warning=True)
+        elif self.decision == GO:
             result["msg"] = f"{GO}: {reason}"
             self.action.show(headline)
         elif mode == ENFORCE:

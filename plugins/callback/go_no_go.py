@@ -36,6 +36,13 @@ description:
     an error naming the folder (also in the table); the run still decides, rolls back and prints the table.
   - Every option and the run id are validated when the run starts; a malformed value stops the run
     before any task ran, with a message naming the option.
+  - "Waivers: the extra var C(emp_waivers) (a list of C({gate, reason, by, expires}), also from a vars file given with
+    C(-e @waivers.yml)) is checked when the run starts: a waiver without C(reason) or C(by), with an unknown key or
+    a malformed C(expires) (ISO 8601), or naming a gate that no C(emp.deploy.gate) task of the playbook (its plays,
+    the collection roles they include, the playbooks it imports) can have, stops the run before any task (exit code
+    5). An expired waiver is shown as a warning and ignored. The waivers are journaled in C(run_start); a waived gate
+    (see M(emp.deploy.gate)) is recorded with decision C(WAIVED), shown in the table, C(report.html) and C(junit.xml)
+    (as skipped, with the reason), and neither fails the run nor rolls back. See the collection's C(docs/waivers.md)."
   - SIGINT, SIGTERM and SIGHUP (Ctrl-C, a killed or cancelled job) end the run record with
     C(summary.json) saying C(interrupted) (the signal), the running step, and whether a rollback had
     not started, finished or was cut short (C(rollback.state)). The handlers are installed again after
@@ -390,7 +397,9 @@ import signal
 import sys
 import traceback
 import typing as t
+from datetime import datetime, timezone
 from functools import wraps
+from pathlib import Path
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.callback import CallbackBase
@@ -402,6 +411,7 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notif
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
 from ansible_collections.emp.deploy.plugins.plugin_utils import _trace as trace
+from ansible_collections.emp.deploy.plugins.plugin_utils import _waivers as waivers
 from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
     OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, run_id_from_environment,
@@ -414,6 +424,8 @@ _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTE
 _OPTION_NAMES = ("report_dir", "rollback", "rollback_scope", "rollback_playbook", "rollback_budgets",
                  "rollback_default_budget", "rollback_runner") + notify.OPTION_NAMES + envlock.OPTION_NAMES + trace.OPTION_NAMES
 _GATE_ACTIONS = ("emp.deploy.gate", "gate")
+# the collection's roles, read for the gate names a waiver may name
+_ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 _RECORD_KEYS = (R.GATE_RESULT_KEY, R.GATES_RESULT_KEY, R.RELEASE_RESULT_KEY, R.WATCH_PASS_RESULT_KEY,
                 R.WATCH_RESULT_KEY, R.CHECK_SKIPPED_RESULT_KEY, "results", "censored")
 
@@ -538,7 +550,8 @@ class CallbackModule(CallbackBase):
                 run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
             lock = envlock.plan(play.vars, extra_vars, raw, options.report_dir,
                                 lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"))
-        except (OptionError, envlock.LockOptionError) as exc:
+            run_waivers = [] if attach else self._checked_waivers(play, extra_vars)
+        except (OptionError, envlock.LockOptionError, waivers.WaiverError) as exc:
             self._stop_run(str(exc))
         recorder = watch.WatchRecorder(options, run_id) if attach else RunRecorder(options, run_id)
         refused = self._take_lock(lock, recorder, run_id, attach)
@@ -557,7 +570,8 @@ class CallbackModule(CallbackBase):
             recorder.start(**common, mode=watch.mode_hint(extra_vars, play.vars))
         else:
             recorder.start(**common, emp_release=adapter.release_label(play, extra_vars),
-                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind)
+                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind,
+                           waivers=run_waivers)
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
         if recorder.lock is not None:
@@ -567,6 +581,29 @@ class CallbackModule(CallbackBase):
             self._stop_run(f"REFUSED: {refused}")
         self._install_signal_handlers()
         recorder.watch()
+
+    def _checked_waivers(self, play: t.Any, extra_vars: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+        """emp_waivers checked before any task: well formed, each naming a gate of the playbook (a misspelt
+        waiver must not waive nothing silently); an expired one is a warning. Returns them for run_start."""
+        value = extra_vars.get(R.WAIVERS_VAR, (play.vars or {}).get(R.WAIVERS_VAR))
+        parsed = waivers.parse_waivers(value)
+        if not parsed or not self._playbooks:
+            return []
+        loader = play.get_loader()
+        playbook = Path(self._playbooks[0]).resolve()
+        names = waivers.playbook_gate_names(lambda path: loader.load_from_file(str(path)), playbook, _ROLES_DIR)
+        patterns = [waivers.name_pattern(n.template, n.variables, lambda var: adapter.run_var(play, extra_vars, var))
+                    for n in names]
+        unknown = waivers.unknown_gates(parsed, patterns)
+        if unknown:
+            raise waivers.WaiverError(
+                f"{R.WAIVERS_VAR}: no gate named {', '.join(unknown)} in {playbook.name} (its gates: "
+                f"{waivers.known_names_text(patterns)}); a misspelt waiver would waive nothing")
+        at = datetime.now(timezone.utc)
+        for waiver in parsed:
+            if waiver.expired(at):
+                self._display.warning(f"emp.deploy.go_no_go: {waivers.expired_warning(waiver)}")
+        return [dict(w.as_record(), expired=w.expired(at)) for w in parsed]
 
     def _take_lock(self, lock: envlock.LockPlan | None, recorder: RunRecorder, run_id: str,
                    attach: bool) -> envlock.LockRefused | None:

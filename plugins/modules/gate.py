@@ -38,6 +38,11 @@ description:
     message and RV(emp_gate) keep the criteria's text and outcomes, the decision, the counts and the
     timings, but no figure, no probe message and no error text (each reads 'withheld (no_log)' instead), and
     RV(emp_gate.redacted) is V(true)."
+  - "Waivers: when the variable C(emp_waivers) (extra vars, or a vars file given with C(-e @waivers.yml)) holds a
+    waiver C({gate: NAME, reason: TEXT, by: WHO, expires: ISO-8601}) for this gate's O(name) that has not expired,
+    the gate still samples and records all its evidence, but its decision is C(WAIVED) and its NO-GO blocks nothing:
+    RV(emp_gate.waiver) keeps the waiver and C(measured_decision), the decision it measured. An expired waiver is
+    ignored with a warning; a malformed one fails the gate before any sampling. See the collection's C(docs/waivers.md)."
   - The result, RV(emp_gate), is what the P(emp.deploy.go_no_go#callback) callback records in the run's
     journal; an enforced NO-GO makes it roll the gate's O(component) back.
   - This is an action plugin; it runs on the controller and executes the probe module on the target.
@@ -280,7 +285,9 @@ emp_gate:
       type: bool
       sample: true
     decision:
-      description: V(GO) or V(NO-GO). In O(mode=observe), what the gate would have decided.
+      description:
+        - V(GO) or V(NO-GO). In O(mode=observe), what the gate would have decided.
+        - V(WAIVED) when a waiver in C(emp_waivers) applied to this gate (RV(emp_gate.waiver) says what it measured).
       type: str
       sample: NO-GO
     reason:
@@ -359,6 +366,14 @@ emp_gate:
           from RV(emp_gate), the message and the progress lines.
       type: bool
       sample: false
+    waiver:
+      description:
+        - The waiver in force for this gate (C(gate), C(reason), C(by), C(expires)) and C(measured_decision), the
+          decision the gate measured (V(GO) or V(NO-GO)). Only when a waiver applied (the decision is then V(WAIVED)).
+      type: dict
+      returned: when a waiver applied
+      sample: {gate: redis-connections, reason: "known slow replica, INC-42", by: alice, expires: "2026-12-31T00:00:00Z",
+               measured_decision: NO-GO}
 msg:
   description: The decision and its reason.
   returned: always
