@@ -109,6 +109,9 @@ RUN_ID_ENV = "EMP_DEPLOY_RUN_ID"
 RUN_ID_OWNER_ENV = "EMP_DEPLOY_RUN_ID_OWNER"
 # Absolute path of the run's report folder, exported beside RUN_ID_ENV (the watch keeps its state there).
 RUN_DIR_ENV = "EMP_DEPLOY_RUN_DIR"
+# The environment the run deploys to (emp_environment, default the inventory's name), exported beside RUN_ID_ENV:
+# the gates' history index is kept per environment (docs/history.md).
+ENVIRONMENT_ENV = "EMP_DEPLOY_ENVIRONMENT"
 # A run id is one path segment: it names the run's report folder.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -162,6 +165,8 @@ class GateRecord(t.TypedDict, total=False):
     duration_s: float
     # set by the gate when the task has no_log: figures and values were withheld from every output
     redacted: bool
+    # set by the gate with the history option: runs, decision, aggregate, found, run_ids, figures, source, reason
+    history: dict[str, t.Any]
     # set by the gate when a waiver applied: gate, reason, by, expires, measured_decision (GO or NO-GO)
     waiver: dict[str, t.Any]
     # set by the callback
