@@ -18,6 +18,7 @@ import typing as t
 import uuid
 from collections import ChainMap
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
@@ -35,10 +36,14 @@ from ansible.plugins.loader import fragment_loader
 from ansible.utils.display import Display
 from ansible.utils.plugin_docs import get_docstring
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _history as history
+from ansible_collections.emp.deploy.plugins.plugin_utils import _waivers as waivers
+from ansible_collections.emp.deploy.plugins.plugin_utils._trust import trusted_like
 from ansible_collections.emp.deploy.plugins.plugin_utils._gate import (
     BASELINE_VARIABLE,
     ERROR,
     FAILED,
+    HISTORY_VARIABLE,
     NO_DATA,
     ON_NO_DATA,
     PASSED,
@@ -71,7 +76,12 @@ from ansible_collections.emp.deploy.plugins.plugin_utils._records import (
     GATE_RESULT_KEY,
     GO,
     MODES,
+    ENVIRONMENT_ENV,
     NO_GO,
+    RUN_DIR_ENV,
+    RUN_ID_ENV,
+    WAIVED,
+    WAIVERS_VAR,
     WARN,
     GateRecord,
 )
@@ -110,6 +120,9 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     consecutive_error_limit=dict(type="int", default=3),
     on_no_data=dict(type="str", default="fail", choices=list(ON_NO_DATA)),
     mode=dict(type="str", default=ENFORCE, choices=list(MODES)),
+    # checked by _history.parse_options / parse_fallback, so their messages are the gate's own
+    history=dict(type="raw"),
+    history_fallback=dict(type="raw"),
 )
 
 
@@ -198,7 +211,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(f"probe must be a mapping ({{module, args}}), not {describe_type(raw_args['probe'])}")
 
         args = self._validated_args()
-        criteria = self._parse_criteria(self._raw_criteria(args["criteria"]))
+        written = self._parse_criteria([self._expanded(c) for c in self._raw_criteria(args["criteria"])])
+        found = self._history_baseline(args, written)
+        criteria, skipped = history.split_criteria(written, found)
         limits = Limits(failure_limit=args["failure_limit"], consecutive_error_limit=args["consecutive_error_limit"],
                         on_no_data=args["on_no_data"])
         if limits.failure_limit < 0 or limits.consecutive_error_limit < 0:
@@ -218,6 +233,10 @@ class ActionModule(ActionBase):
             args["probe"] = self._plan_probe(args["probe"])
 
         gate = _GateRun(self, args, criteria, limits, task_vars, planned, interval)
+        gate.waiver = self._waiver_of(args["name"], task_vars)
+        gate.history, gate.skipped_criteria = found, skipped
+        # a skipped criterion's own figures are still recorded: they are the history of later runs
+        gate.skipped_paths = [p for c in written if c not in criteria for p in c.paths if p not in history.history_paths(c)]
         if with_evidence:
             gate.run_evidence(args["evidence"])
         else:
@@ -225,6 +244,51 @@ class ActionModule(ActionBase):
         return gate.finish(result)
 
     # --- validation before any sampling ---------------------------------------------------------
+
+    @staticmethod
+    def _expanded(criterion: t.Any) -> t.Any:
+        """A relative threshold (``result.x <=+10%``) as the criterion it stands for, trusted as the written one was."""
+        expanded = history.expand_relative(criterion)
+        return criterion if expanded == criterion else trusted_like(criterion, expanded)
+
+    def _history_baseline(self, args: t.Mapping[str, t.Any], criteria: list[Criterion]) -> history.Baseline | None:
+        """The gate's baseline from the history index (history option), or None without the option; fails before
+        any sampling on a bad option, or on a criterion that reads history without it."""
+        reads_history = [c.text for c in criteria if history.uses_history(c.paths)]
+        if args.get("history") is None:
+            if reads_history:
+                raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: criterion {reads_history[0]!r} reads "
+                                        f"history, but the gate has no history option (history: {{runs: 5}})")
+            if args.get("history_fallback") is not None:
+                raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: history_fallback needs the history option")
+            return None
+        try:
+            options = history.parse_options(args["history"])
+            fallback = history.parse_fallback(args.get("history_fallback"))
+        except history.HistoryError as exc:
+            raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: {exc}") from None
+        if not reads_history:
+            raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: the history option is set, but no criterion "
+                                    f"reads history (history.<figure>, or a relative threshold such as <=+10%)")
+        run_dir = os.environ.get(RUN_DIR_ENV)
+        environment = os.environ.get(ENVIRONMENT_ENV)
+        if not run_dir or not environment:
+            raise AnsibleActionFail(f"emp.deploy.gate {args['name']!r}: history needs the emp.deploy.go_no_go "
+                                    f"callback, which keeps the history index beside its run records "
+                                    f"({RUN_DIR_ENV} or {ENVIRONMENT_ENV} is not set)")
+        return history.lookup(Path(run_dir).parent, environment, args["name"], options, fallback,
+                              exclude_run=os.environ.get(RUN_ID_ENV))
+
+    def _waiver_of(self, name: str, task_vars: t.Mapping[str, t.Any]) -> waivers.Waiver | None:
+        """The waiver in force for this gate (emp_waivers); an expired one is ignored with a warning."""
+        try:
+            parsed = waivers.parse_waivers(task_vars.get(WAIVERS_VAR))
+        except waivers.WaiverError as exc:
+            raise AnsibleActionFail(str(exc)) from None
+        active, expired = waivers.waiver_for(parsed, name, datetime.now(timezone.utc))
+        if expired is not None:
+            self.show(f"gate {name}: {waivers.expired_warning(expired)}", warning=True)
+        return active
 
     def _validated_args(self, spec: dict[str, dict[str, t.Any]] | None = None,
                         action: str = "emp.deploy.gate") -> dict[str, t.Any]:
@@ -357,6 +421,10 @@ class _GateRun:
         self.probe: dict[str, t.Any] = {}
         self.stopped_early = False
         self.decision: str | None = None
+        self.waiver: waivers.Waiver | None = None
+        self.history: history.Baseline | None = None
+        self.skipped_criteria: list[dict[str, t.Any]] = []
+        self.skipped_paths: list[str] = []
         self.started = _now()
         self.started_mono = time.monotonic()
         self.host = to_text(task_vars.get("inventory_hostname", ""))
@@ -434,13 +502,24 @@ class _GateRun:
         return (ERROR, why) if why else (None, None)
 
     def _variables(self, sample: t.Any) -> ChainMap:
-        return ChainMap({SAMPLE_VARIABLE: sample, BASELINE_VARIABLE: self.baseline}, self.task_vars)
+        own = {SAMPLE_VARIABLE: sample, BASELINE_VARIABLE: self.baseline}
+        if self.history is not None:
+            own[HISTORY_VARIABLE] = self.history.values
+        return ChainMap(own, self.task_vars)
+
+    def _skipped_figures(self, sample: t.Any) -> dict[str, t.Any]:
+        variables = self._variables(sample)
+        return {path: resolve_path(variables, path) for path in self.skipped_paths}
 
     def _record_measured(self, sample: t.Any, started: float, check_mode: bool | None = None) -> None:
+        if not self.outcomes:  # every criterion was skipped (too little history): nothing to judge, never a pass
+            self._record(sample, NO_DATA, self.skipped_criteria[0]["reason"], started,
+                         figures=self._skipped_figures(sample), check_mode=check_mode)
+            return
         if self.baseline is None:
             self.baseline = sample
         variables = self._variables(sample)
-        figures: dict[str, t.Any] = {}
+        figures = self._skipped_figures(sample)
         checks: list[dict[str, t.Any]] = []
         all_held = True
         for outcome in self.outcomes:
@@ -528,6 +607,9 @@ class _GateRun:
             self.decision = final_decision(self.tally, self.limits)
         reason = build_reason(self.decision, self.tally, self.limits, self.outcomes, self.unhealthy,
                               self.with_evidence, self.stopped_early, self.redacted) + self._check_mode_hint()
+        if self.skipped_criteria and self.outcomes:
+            reason += f"; {len(self.skipped_criteria)} criteri{'a' if len(self.skipped_criteria) != 1 else 'on'} " \
+                      f"skipped: {self.skipped_criteria[0]['reason']}"
         mode = self.args["mode"]
         ended = _now()
         gate: GateRecord = {
@@ -543,7 +625,7 @@ class _GateRun:
             "host": self.host,
             "source": "evidence" if self.with_evidence else "probe",
             "probe_module": None if self.with_evidence else self.args["probe"]["module"],
-            "criteria": [outcome.as_dict(self.redacted) for outcome in self.outcomes],
+            "criteria": [outcome.as_dict(self.redacted) for outcome in self.outcomes] + self.skipped_criteria,
             "samples": self.samples,
             "counts": {"planned": self.tally.planned, "taken": self.tally.taken, "passed": self.tally.passed,
                        "failed": self.tally.failed, "errors": self.tally.errors, "no_data": self.tally.no_data},
@@ -557,9 +639,16 @@ class _GateRun:
             "duration_s": round(time.monotonic() - self.started_mono, 3),
             "redacted": self.redacted,
         }
+        if self.history is not None:
+            gate["history"] = self.history.as_record()
+        if self.waiver is not None:
+            waivers.waive(t.cast(dict, gate), self.waiver)
         result.update({"changed": False, GATE_RESULT_KEY: gate})
         headline = f"{self.label}: {self.decision} ({mode}) - {reason}"
-        if self.decision == GO:
+        if self.waiver is not None:
+            result["msg"] = f"{WAIVED}: {gate['reason']}"
+            self.action.show(f"{self.label}: {WAIVED} ({mode}) - {gate['reason']}", warning=True)
+        elif self.decision == GO:
             result["msg"] = f"{GO}: {reason}"
             self.action.show(headline)
         elif mode == ENFORCE:

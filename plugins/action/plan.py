@@ -19,12 +19,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.emp.deploy.plugins.plugin_utils import _plan as P
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import OptionError, parse_budgets, parse_duration
-
-try:  # ansible-core 2.19+: a template written here must be trusted explicitly
-    from ansible.template import trust_as_template
-except ImportError:  # pragma: no cover - ansible-core 2.18 trusts every string
-    def trust_as_template(value: str) -> str:
-        return value
+from ansible_collections.emp.deploy.plugins.plugin_utils._trust import trust_as_template
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[2]
 CALLBACK = "emp.deploy.go_no_go"

@@ -36,6 +36,19 @@ description:
     an error naming the folder (also in the table); the run still decides, rolls back and prints the table.
   - Every option and the run id are validated when the run starts; a malformed value stops the run
     before any task ran, with a message naming the option.
+  - "Waivers: the extra var C(emp_waivers) (a list of C({gate, reason, by, expires}), also from a vars file given with
+    C(-e @waivers.yml)) is checked when the run starts: a waiver without C(reason) or C(by), with an unknown key or
+    a malformed C(expires) (ISO 8601), or naming a gate that no C(emp.deploy.gate) task of the playbook (its plays,
+    the collection roles they include, the playbooks it imports) can have, stops the run before any task (exit code
+    5). An expired waiver is shown as a warning and ignored. The waivers are journaled in C(run_start); a waived gate
+    (see M(emp.deploy.gate)) is recorded with decision C(WAIVED), shown in the table, C(report.html) and C(junit.xml)
+    (as skipped, with the reason), and neither fails the run nor rolls back. See the collection's C(docs/waivers.md)."
+  - "History index: for every gate record of a deploy or predeploy run (not a check run, a rollback run or a watch) it
+    appends one compact line to C(<report_dir>/.history.<environment>.<gate>.jsonl) (run id, release, versions, decision,
+    the median of each figure the criteria read), whole and under a lock; a gate's O(emp.deploy.gate#module:history)
+    option reads it. The environment is C(emp_environment), default the inventory's name; it is exported as
+    E(EMP_DEPLOY_ENVIRONMENT) and journaled in C(run_start). A line that cannot be written is a warning. See the
+    collection's C(docs/history.md)."
   - SIGINT, SIGTERM and SIGHUP (Ctrl-C, a killed or cancelled job) end the run record with
     C(summary.json) saying C(interrupted) (the signal), the running step, and whether a rollback had
     not started, finished or was cut short (C(rollback.state)). The handlers are installed again after
@@ -390,7 +403,9 @@ import signal
 import sys
 import traceback
 import typing as t
+from datetime import datetime, timezone
 from functools import wraps
+from pathlib import Path
 
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.callback import CallbackBase
@@ -398,10 +413,12 @@ from ansible.plugins.callback import CallbackBase
 from ansible_collections.emp.deploy.plugins.plugin_utils import _env_lock as envlock
 from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapter as adapter
 from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
+from ansible_collections.emp.deploy.plugins.plugin_utils import _history as history
 from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notify
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
 from ansible_collections.emp.deploy.plugins.plugin_utils import _trace as trace
+from ansible_collections.emp.deploy.plugins.plugin_utils import _waivers as waivers
 from ansible_collections.emp.deploy.plugins.plugin_utils import _watch_recorder as watch
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import (
     OptionError, RunRecorder, first_line, gates_in, now, releases_in, resolve_run_id, run_id_from_environment,
@@ -414,6 +431,8 @@ _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTE
 _OPTION_NAMES = ("report_dir", "rollback", "rollback_scope", "rollback_playbook", "rollback_budgets",
                  "rollback_default_budget", "rollback_runner") + notify.OPTION_NAMES + envlock.OPTION_NAMES + trace.OPTION_NAMES
 _GATE_ACTIONS = ("emp.deploy.gate", "gate")
+# the collection's roles, read for the gate names a waiver may name
+_ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 _RECORD_KEYS = (R.GATE_RESULT_KEY, R.GATES_RESULT_KEY, R.RELEASE_RESULT_KEY, R.WATCH_PASS_RESULT_KEY,
                 R.WATCH_RESULT_KEY, R.CHECK_SKIPPED_RESULT_KEY, "results", "censored")
 
@@ -460,6 +479,7 @@ class CallbackModule(CallbackBase):
         self._previous_handlers: dict[int, t.Any] = {}
         self._signal_pid = 0
         self._lock: envlock.RunLock | None = None
+        self._environment: str | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -538,13 +558,18 @@ class CallbackModule(CallbackBase):
                 run_id = resolve_run_id(extra_vars.get(R.RUN_ID_VAR), run_id_from_environment(os.environ, os.getpid()))
             lock = envlock.plan(play.vars, extra_vars, raw, options.report_dir,
                                 lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"))
-        except (OptionError, envlock.LockOptionError) as exc:
+            run_waivers = [] if attach else self._checked_waivers(play, extra_vars)
+            environment = lock.environment if lock is not None else envlock.run_environment(
+                lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"), strict=False)
+        except (OptionError, envlock.LockOptionError, waivers.WaiverError) as exc:
             self._stop_run(str(exc))
         recorder = watch.WatchRecorder(options, run_id) if attach else RunRecorder(options, run_id)
         refused = self._take_lock(lock, recorder, run_id, attach)
         os.environ[R.RUN_ID_ENV] = run_id  # every task of the run can read it (env lookup)
         os.environ[R.RUN_DIR_ENV] = str(recorder.run_dir)  # absolute: the watch keeps its state there
         os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
+        os.environ[R.ENVIRONMENT_ENV] = environment  # the gates' history index is kept per environment
+        self._environment = environment
         self._recorder = recorder
         self._notices = notify.RunNotices(notify_options, recorder, watch=attach)
         if trace_options is not None and not attach:  # a watch invocation has no run of its own to trace
@@ -557,7 +582,8 @@ class CallbackModule(CallbackBase):
             recorder.start(**common, mode=watch.mode_hint(extra_vars, play.vars))
         else:
             recorder.start(**common, emp_release=adapter.release_label(play, extra_vars),
-                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind)
+                           rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind,
+                           waivers=run_waivers, environment=environment)
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
         if recorder.lock is not None:
@@ -567,6 +593,29 @@ class CallbackModule(CallbackBase):
             self._stop_run(f"REFUSED: {refused}")
         self._install_signal_handlers()
         recorder.watch()
+
+    def _checked_waivers(self, play: t.Any, extra_vars: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]]:
+        """emp_waivers checked before any task: well formed, each naming a gate of the playbook (a misspelt
+        waiver must not waive nothing silently); an expired one is a warning. Returns them for run_start."""
+        value = extra_vars.get(R.WAIVERS_VAR, (play.vars or {}).get(R.WAIVERS_VAR))
+        parsed = waivers.parse_waivers(value)
+        if not parsed or not self._playbooks:
+            return []
+        loader = play.get_loader()
+        playbook = Path(self._playbooks[0]).resolve()
+        names = waivers.playbook_gate_names(lambda path: loader.load_from_file(str(path)), playbook, _ROLES_DIR)
+        patterns = [waivers.name_pattern(n.template, n.variables, lambda var: adapter.run_var(play, extra_vars, var))
+                    for n in names]
+        unknown = waivers.unknown_gates(parsed, patterns)
+        if unknown:
+            raise waivers.WaiverError(
+                f"{R.WAIVERS_VAR}: no gate named {', '.join(unknown)} in {playbook.name} (its gates: "
+                f"{waivers.known_names_text(patterns)}); a misspelt waiver would waive nothing")
+        at = datetime.now(timezone.utc)
+        for waiver in parsed:
+            if waiver.expired(at):
+                self._display.warning(f"emp.deploy.go_no_go: {waivers.expired_warning(waiver)}")
+        return [dict(w.as_record(), expired=w.expired(at)) for w in parsed]
 
     def _take_lock(self, lock: envlock.LockPlan | None, recorder: RunRecorder, run_id: str,
                    attach: bool) -> envlock.LockRefused | None:
@@ -664,12 +713,28 @@ class CallbackModule(CallbackBase):
             elif self._recorder is not None:
                 if self._recorder.add_gate(gate, host, ignored=ignored, delegated_to=adapter.delegated_host(data)):
                     self._notify("gate", gate)
+                    self._add_to_history(gate)
         if self._recorder is not None and not self._is_child:
             for step in releases_in(data):
                 self._recorder.add_release(step, host)
             for check in skipped_checks_in(data):
                 self._recorder.add_skipped_check(check, host)
         return len(gates)
+
+    def _add_to_history(self, gate: t.Mapping[str, t.Any]) -> None:
+        """One line in the history index per gate of a deploy or predeploy run (not a check run, a rollback
+        run or a watch), for the baselines of later runs (docs/history.md). Its failure is a warning only."""
+        recorder = self._recorder
+        if (recorder is None or self._environment is None or isinstance(recorder, watch.WatchRecorder)
+                or recorder.run.get("check_mode") or recorder.run.get("rollback_run")):
+            return
+        versions = sorted({str(r.get("version")) for r in recorder.releases
+                           if r.get("component") == gate.get("component") and r.get("version") is not None})
+        try:
+            history.append_entry(history.gate_file(recorder.options.report_dir, self._environment, str(gate.get("name"))),
+                                 history.entry_of(gate, recorder.run_id, recorder.run.get("emp_release"), versions))
+        except OSError as exc:
+            self._warn_once("history index", exc)
 
     def _censored_gate(self, result: t.Any, data: t.Mapping[str, t.Any], failed: bool) -> list[dict[str, t.Any]]:
         """A gate task under no_log reaches callbacks censored: keep its decision, name and timing."""

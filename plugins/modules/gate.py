@@ -38,6 +38,11 @@ description:
     message and RV(emp_gate) keep the criteria's text and outcomes, the decision, the counts and the
     timings, but no figure, no probe message and no error text (each reads 'withheld (no_log)' instead), and
     RV(emp_gate.redacted) is V(true)."
+  - "Waivers: when the variable C(emp_waivers) (extra vars, or a vars file given with C(-e @waivers.yml)) holds a
+    waiver C({gate: NAME, reason: TEXT, by: WHO, expires: ISO-8601}) for this gate's O(name) that has not expired,
+    the gate still samples and records all its evidence, but its decision is C(WAIVED) and its NO-GO blocks nothing:
+    RV(emp_gate.waiver) keeps the waiver and C(measured_decision), the decision it measured. An expired waiver is
+    ignored with a warning; a malformed one fails the gate before any sampling. See the collection's C(docs/waivers.md)."
   - The result, RV(emp_gate), is what the P(emp.deploy.go_no_go#callback) callback records in the run's
     journal; an enforced NO-GO makes it roll the gate's O(component) back.
   - This is an action plugin; it runs on the controller and executes the probe module on the target.
@@ -138,6 +143,44 @@ options:
     type: str
     choices: [fail, pass]
     default: fail
+  history:
+    description:
+      - Compare with how past runs behaved. The criteria may then read C(history.<figure>), for example
+        C(result.latency_ms.p95 <= history.latency_ms.p95 * 1.2), where the figure is the aggregate of that figure
+        (C(result.latency_ms.p95)) over the last O(history.runs) runs of this gate (same O(name), same environment,
+        which is C(emp_environment), default the inventory's name) that decided O(history.decision).
+      - A relative threshold is a shorthand for the same, C(result.latency_ms.p95 <=+10%) meaning
+        C(result.latency_ms.p95 <= history.latency_ms.p95 * 1.1) (also C(>=-5%), or C(<=+50) in the figure's unit).
+      - "The runs come from the history index the P(emp.deploy.go_no_go#callback) callback keeps in its report folder
+        (C(.history.<environment>.<gate>.jsonl)): one line per gate of every deploy or predeploy run, with each
+        figure's median over that run's measured samples."
+      - With fewer runs than O(history.runs), a criterion that reads history is skipped (recorded with its reason in
+        RV(emp_gate.criteria) and RV(emp_gate.reason)), or judged against O(history_fallback). It never passes for lack
+        of history; a gate whose criteria were all skipped saw no data (O(on_no_data)).
+      - Needs the callback (its run folder and environment). A criterion that reads history without this option,
+        this option without a criterion that reads history, or a bad value fails before any sampling.
+    type: dict
+    suboptions:
+      runs:
+        description: How many past runs, from 1 to 1000.
+        type: int
+        default: 5
+      decision:
+        description: The decision of the runs to learn from.
+        type: str
+        choices: [GO, NO-GO]
+        default: GO
+      aggregate:
+        description: How a figure of those runs becomes one value (V(p90) interpolates between ranks).
+        type: str
+        choices: [median, p90, max]
+        default: median
+  history_fallback:
+    description:
+      - "The value of each history figure when fewer than O(history.runs) runs are recorded, as a mapping of figure to
+        number (C({latency_ms.p95: 250})); the gate then judges against these fixed values and records
+        C(source: fallback) in RV(emp_gate.history). A figure it lacks leaves its criterion skipped."
+    type: dict
   mode:
     description:
       - V(enforce) fails the task on NO-GO, which stops the rollout and makes the callback roll back.
@@ -280,7 +323,9 @@ emp_gate:
       type: bool
       sample: true
     decision:
-      description: V(GO) or V(NO-GO). In O(mode=observe), what the gate would have decided.
+      description:
+        - V(GO) or V(NO-GO). In O(mode=observe), what the gate would have decided.
+        - V(WAIVED) when a waiver in C(emp_waivers) applied to this gate (RV(emp_gate.waiver) says what it measured).
       type: str
       sample: NO-GO
     reason:
@@ -359,6 +404,23 @@ emp_gate:
           from RV(emp_gate), the message and the progress lines.
       type: bool
       sample: false
+    history:
+      description:
+        - With O(history) only. C(runs), C(decision), C(aggregate) as asked; C(found) (runs found), C(run_ids) (the runs
+          used, newest first), C(figures) (the value of each history figure used), C(source) (V(history), V(fallback),
+          or V(none) when too few runs and no fallback) and C(reason) (why the history was not used).
+      type: dict
+      returned: with O(history)
+      sample: {runs: 5, decision: GO, aggregate: median, found: 5, run_ids: [r5, r4, r3, r2, r1],
+               figures: {latency_ms.p95: 41.5}, source: history, reason: null}
+    waiver:
+      description:
+        - The waiver in force for this gate (C(gate), C(reason), C(by), C(expires)) and C(measured_decision), the
+          decision the gate measured (V(GO) or V(NO-GO)). Only when a waiver applied (the decision is then V(WAIVED)).
+      type: dict
+      returned: when a waiver applied
+      sample: {gate: redis-connections, reason: "known slow replica, INC-42", by: alice, expires: "2026-12-31T00:00:00Z",
+               measured_decision: NO-GO}
 msg:
   description: The decision and its reason.
   returned: always

@@ -83,6 +83,14 @@ def inventory_name(sources: t.Iterable[t.Any] | None) -> str:
     return "localhost"
 
 
+def run_environment(run_var: t.Callable[[str], t.Any], inventory: t.Any, strict: bool = True) -> str:
+    """The run's environment: emp_environment, else the inventory's name; LockOptionError for a name that cannot
+    name a lock (strict), else the name as it is (the history index quotes it)."""
+    chosen = run_var(R.ENVIRONMENT_VAR)
+    name = chosen if chosen not in (None, "") else inventory_name(inventory)
+    return environment_name(name) if strict else str(name).strip()
+
+
 def environment_name(value: t.Any) -> str:
     name = str(value).strip()
     if not R.valid_run_id(name):
@@ -366,8 +374,7 @@ def plan(play_vars: t.Mapping[str, t.Any] | None, extra_vars: t.Mapping[str, t.A
         return None
     from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import OptionError, parse_duration
 
-    chosen = run_var(R.ENVIRONMENT_VAR)
-    environment = environment_name(chosen if chosen not in (None, "") else inventory_name(inventory))
+    environment = run_environment(run_var, inventory)
     if lock_off(extra_vars.get(R.LOCK_VAR, (play_vars or {}).get(R.LOCK_VAR, "on"))):
         return LockPlan(environment, None, None)
     try:

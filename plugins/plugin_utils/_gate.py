@@ -39,6 +39,8 @@ NO_DATA = "no_data"
 # Variables a criterion may use besides the play's: the sample, and the first measured sample.
 SAMPLE_VARIABLE = "result"
 BASELINE_VARIABLE = "baseline"
+# With the gate's history option: the figures of past runs (docs/history.md, _history.py).
+HISTORY_VARIABLE = "history"
 
 # Keys every module result may carry that are not measurements: a failed result made only of
 # these did not measure anything.
@@ -213,14 +215,15 @@ def parse_criterion(expression: t.Any) -> Criterion:
 
 
 def _figure_paths(tree: nodes.Node) -> list[str]:
-    """Outermost attribute/index chains rooted at result or baseline, in order of appearance."""
+    """Outermost attribute/index chains rooted at result, baseline or history, in order of appearance."""
     found: list[str] = []
     inner: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if id(node) in inner:
             continue
         path = _chain(node, inner)
-        if path and path.split(".", 1)[0].split("[", 1)[0] in (SAMPLE_VARIABLE, BASELINE_VARIABLE) and path not in found:
+        if path and path.split(".", 1)[0].split("[", 1)[0] in (SAMPLE_VARIABLE, BASELINE_VARIABLE, HISTORY_VARIABLE) \
+                and path not in found:
             found.append(path)
     return found
 

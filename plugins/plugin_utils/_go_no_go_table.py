@@ -12,7 +12,7 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import trace_line
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import first_line
 
-COLORS = {R.GO: "bright green", R.NO_GO: "bright red", R.NO_GATE: "bright yellow", R.INTERRUPTED: "bright red"}
+COLORS = {R.GO: "bright green", R.WAIVED: "bright yellow", R.NO_GO: "bright red", R.NO_GATE: "bright yellow", R.INTERRUPTED: "bright red"}
 WATCH_COLORS = {R.SUCCESS: "bright green", R.FAILED: "bright red", R.IN_PROGRESS: "bright cyan"}
 
 
@@ -37,6 +37,18 @@ def _rows(summary: t.Mapping[str, t.Any]) -> list[list[str]]:
     if len(hosts) <= 1:  # the host column only when it tells rows apart
         rows = [row[:2] + row[3:] for row in rows]
     return rows
+
+
+def _waiver_lines(summary: t.Mapping[str, t.Any]) -> list[str]:
+    """One line per waived gate: who waived it, why, until when, and what it measured."""
+    lines = []
+    for gate in summary.get("gates") or []:
+        waiver = gate.get("waiver") if gate.get("decision") == R.WAIVED else None
+        if isinstance(waiver, t.Mapping):
+            until = f" until {waiver.get('expires')}" if waiver.get("expires") else ""
+            lines.append(f"  WAIVED {gate.get('name')}: by {waiver.get('by')}{until} ({first_line(waiver.get('reason'), 110)});"
+                         f" measured {waiver.get('measured_decision')}")
+    return lines
 
 
 def _rollback_lines(summary: t.Mapping[str, t.Any]) -> list[str]:
@@ -73,6 +85,7 @@ def render(summary: t.Mapping[str, t.Any], report: str | None) -> tuple[str, str
         lines.append("  no gate ran in this run: nothing was judged GO or NO-GO")
     else:
         lines.append("  no gates and no failed deployment steps in this run")
+    lines += _waiver_lines(summary)
     lines += _rollback_lines(summary)
     for error in summary.get("record_errors") or []:
         lines.append(f"  NO RECORD: {error}")

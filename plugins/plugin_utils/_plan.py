@@ -56,13 +56,13 @@ class RoleTasks:
     includes_roles: list[str] = field(default_factory=list)
 
 
-def _as_list(value: t.Any) -> list[t.Any]:
+def as_list(value: t.Any) -> list[t.Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
 
 
-def _action_of(task: t.Mapping[str, t.Any], actions: tuple[str, ...]) -> str | None:
+def action_of(task: t.Mapping[str, t.Any], actions: tuple[str, ...]) -> str | None:
     return next((name for name in actions if name in task), None)
 
 
@@ -77,10 +77,10 @@ def role_name(value: t.Any) -> str | None:
 def phase_plays(load: Loader, playbook: Path) -> list[PhasePlay]:
     """The plays with emp_phase and emp_component, in the order the playbook (and its imports) runs them."""
     plays: list[PhasePlay] = []
-    for play in _as_list(load(playbook)):
+    for play in as_list(load(playbook)):
         if not isinstance(play, dict):
             continue
-        imported = _action_of(play, PLAYBOOK_IMPORTS)
+        imported = action_of(play, PLAYBOOK_IMPORTS)
         if imported:
             target = str(play[imported])
             if "{{" not in target:
@@ -89,7 +89,7 @@ def phase_plays(load: Loader, playbook: Path) -> list[PhasePlay]:
         variables = play.get("vars") or {}
         if not (isinstance(variables, dict) and variables.get("emp_phase") and variables.get("emp_component")):
             continue
-        role = next((role_name(task[a]) for task in _as_list(play.get("tasks")) if isinstance(task, dict)
+        role = next((role_name(task[a]) for task in as_list(play.get("tasks")) if isinstance(task, dict)
                      for a in INCLUDE_ROLE_ACTIONS if a in task), None)
         plays.append(PhasePlay(str(play.get("name") or ""), play.get("hosts"), str(variables["emp_phase"]),
                                str(variables["emp_component"]), role, dict(variables)))
@@ -105,23 +105,23 @@ def role_tasks(load: Loader, role_dir: Path, entry: str = "main.yml",
     if path in seen or not path.is_file():
         return found
     seen.add(path)
-    for task in _as_list(load(path)):
+    for task in as_list(load(path)):
         if not isinstance(task, dict):
             continue
         variables = {**(inherited or {}), **(task.get("vars") or {})}
-        included = _action_of(task, INCLUDE_ACTIONS)
+        included = action_of(task, INCLUDE_ACTIONS)
         if included and "{{" not in str(task[included]):
             inner = role_tasks(load, role_dir, str(task[included]), variables, seen)
             found.gates += inner.gates
             found.includes_roles += inner.includes_roles
             continue
-        role_action = _action_of(task, INCLUDE_ROLE_ACTIONS)
+        role_action = action_of(task, INCLUDE_ROLE_ACTIONS)
         if role_action:
             name = role_name(task[role_action])
             if name and name not in found.includes_roles:
                 found.includes_roles.append(name)
             continue
-        gate = _action_of(task, GATE_ACTIONS)
+        gate = action_of(task, GATE_ACTIONS)
         if gate:
             loop_control = task.get("loop_control") or {}
             found.gates.append(GateTask(str(task.get("name") or ""), dict(task[gate] or {}), variables,

@@ -30,6 +30,10 @@ INTERRUPTED = "interrupted"
 # A run refused before any task because another run held the environment lock.
 REFUSED = "refused"
 RUN_DECISIONS = (GO, NO_GO, NO_GATE, INTERRUPTED, REFUSED)
+# A gate decision: the gate sampled and recorded its evidence, but a waiver (emp_waivers, docs/waivers.md) said
+# its verdict does not block; what it measured is kept in the record's `waiver.measured_decision`.
+WAIVED = "WAIVED"
+GATE_DECISIONS = (GO, NO_GO, WAIVED)
 
 ENFORCE = "enforce"
 WARN = "warn"
@@ -105,6 +109,9 @@ RUN_ID_ENV = "EMP_DEPLOY_RUN_ID"
 RUN_ID_OWNER_ENV = "EMP_DEPLOY_RUN_ID_OWNER"
 # Absolute path of the run's report folder, exported beside RUN_ID_ENV (the watch keeps its state there).
 RUN_DIR_ENV = "EMP_DEPLOY_RUN_DIR"
+# The environment the run deploys to (emp_environment, default the inventory's name), exported beside RUN_ID_ENV:
+# the gates' history index is kept per environment (docs/history.md).
+ENVIRONMENT_ENV = "EMP_DEPLOY_ENVIRONMENT"
 # A run id is one path segment: it names the run's report folder.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -142,7 +149,7 @@ class GateRecord(t.TypedDict, total=False):
     checklist_ref: str | None
     mode: str  # one of MODES
     enforced: bool
-    decision: str  # GO or NO_GO
+    decision: str  # one of GATE_DECISIONS
     reason: str
     host: str
     source: str  # "probe" or "evidence"
@@ -158,6 +165,10 @@ class GateRecord(t.TypedDict, total=False):
     duration_s: float
     # set by the gate when the task has no_log: figures and values were withheld from every output
     redacted: bool
+    # set by the gate with the history option: runs, decision, aggregate, found, run_ids, figures, source, reason
+    history: dict[str, t.Any]
+    # set by the gate when a waiver applied: gate, reason, by, expires, measured_decision (GO or NO-GO)
+    waiver: dict[str, t.Any]
     # set by the callback
     ignored: bool
     delegated_to: str | None
@@ -166,7 +177,7 @@ class GateRecord(t.TypedDict, total=False):
 # The gate fields that the summary (and the GO/NO-GO table) keep of each gate.
 GATE_SUMMARY_KEYS = ("id", "name", "phase", "component", "checklist_ref", "mode", "enforced", "decision",
                      "reason", "host", "delegated_to", "started", "ended", "duration_s", "counts", "ignored",
-                     "redacted")
+                     "redacted", "waiver")
 
 
 class ReleaseStep(t.TypedDict, total=False):
@@ -212,6 +223,8 @@ PHASE_VAR = "emp_phase"
 # A first play with this var set to false (literally) starts no run record (the report playbook).
 RECORD_VAR = "emp_record"
 COMPONENT_VAR = "emp_component"
+# Extra var (or a vars file given with -e @file): the waivers of this run, [{gate, reason, by, expires}].
+WAIVERS_VAR = "emp_waivers"
 # -e emp_plan=true: deploy.yml only prints its plan (emp.deploy.plan); such a run keeps no record.
 PLAN_VAR = "emp_plan"
 

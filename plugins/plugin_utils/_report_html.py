@@ -13,6 +13,7 @@ from html import escape
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
     RunView, Threshold, Watch, fmt_figure, fmt_seconds, is_could_not_measure, number, parse_time, thresholds, trace_line,
+    waiver_text,
 )
 
 # nothing is fetched when the report is opened: no script, no remote style, font or image
@@ -36,7 +37,7 @@ svg text{font:11px system-ui,sans-serif;fill:#1f2328}svg .ax{stroke:var(--line)}
 .ln{fill:none;stroke:#57606a;stroke-width:1}.charts{display:flex;flex-wrap:wrap;gap:12px}
 footer{margin-top:32px;color:var(--grey)}
 """
-_DECISION_CLASS = {R.GO: "go", R.NO_GO: "nogo", "SUCCESS": "go", "FAILED": "nogo"}
+_DECISION_CLASS = {R.GO: "go", R.NO_GO: "nogo", R.WAIVED: "waived", "SUCCESS": "go", "FAILED": "nogo"}
 _OUTCOME_CLASS = {"passed": "go", "failed": "nogo", "error": "err", "no_data": "nd",
                   R.GO: "go", R.NO_GO: "nogo", "NO-DATA": "nd"}
 
@@ -46,7 +47,7 @@ def e(value: t.Any) -> str:
 
 
 def _tag(decision: t.Any) -> str:
-    kind = {"go": "t-go", "nogo": "t-nogo"}.get(_DECISION_CLASS.get(str(decision), ""), "t-other")
+    kind = {"go": "t-go", "nogo": "t-nogo", "waived": "t-warn"}.get(_DECISION_CLASS.get(str(decision), ""), "t-other")
     return f'<span class="tag {kind}">{e(decision)}</span>'
 
 
@@ -302,11 +303,13 @@ def _gates_section(view: RunView) -> str:
 
 def _gate_card(index: int, gate: t.Mapping[str, t.Any], prefix: str = "gate") -> str:
     decision = gate.get("decision")
-    css = "nogo" if R.is_enforced_nogo(gate) else ("soft" if decision == R.NO_GO else "")
+    css = "nogo" if R.is_enforced_nogo(gate) else ("soft" if decision in (R.NO_GO, R.WAIVED) else "")
     mode = gate.get("mode") or "-"
     note = ""
     if decision == R.NO_GO and not R.is_enforced_nogo(gate):
         note = " (ignored: ignore_errors)" if gate.get("ignored") else f" ({mode}: recorded, not enforced)"
+    elif decision == R.WAIVED:
+        note = f" ({waiver_text(gate)})"
     counts = gate.get("counts") or {}
     head = (f'<article class="card {css}" id="{prefix}-{index}" data-gate="{e(gate.get("name"))}">'
             f'<h3><span class="gate-name">{e(gate.get("name"))}</span> {_tag(decision)}{e(note)}</h3>'

@@ -6,7 +6,8 @@
 
 One testsuite per phase, one testcase per gate; an enforced NO-GO is a <failure> (the reason as its
 message, the evidence as its text), a gate that could not measure an <error>; observe and warn gates
-(and NO-GOs under ignore_errors) pass, with the would-be decision in <system-out>. A failed deployment
+(and NO-GOs under ignore_errors) pass, with the would-be decision in <system-out>; a waived gate (WAIVED) is
+<skipped> with who waived it and why. A failed deployment
 step is a failed testcase of its phase. The rollback's gates and the watch's checks get suites of their own.
 """
 
@@ -18,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, Watch, fmt_figure, is_could_not_measure,
+    RunView, Watch, fmt_figure, is_could_not_measure, waiver_text,
 )
 
 # characters XML 1.0 cannot carry (control characters from a probe's output)
@@ -62,6 +63,10 @@ def _gate_case(suite: ET.Element, gate: t.Mapping[str, t.Any], classname: str) -
     """Adds one gate's testcase; returns its status: passed, failure or error."""
     case = _testcase(suite, str(gate.get("name")), classname, gate.get("duration_s"))
     decision, mode = gate.get("decision"), gate.get("mode")
+    if decision == R.WAIVED:
+        ET.SubElement(case, "skipped", {"message": clean(waiver_text(gate))})
+        ET.SubElement(case, "system-out").text = clean(f"{mode} mode: {R.WAIVED}\n{evidence(gate)}")
+        return "skipped"
     if R.is_enforced_nogo(gate):
         reason = "redacted (no_log)" if gate.get("redacted") else str(gate.get("reason"))
         if is_could_not_measure(gate):
@@ -100,6 +105,7 @@ def _tally(suite: ET.Element, statuses: list[str]) -> None:
     suite.set("tests", str(len(statuses)))
     suite.set("failures", str(statuses.count("failure")))
     suite.set("errors", str(statuses.count("error")))
+    suite.set("skipped", str(statuses.count("skipped")))
 
 
 def render_junit(view: RunView) -> str:

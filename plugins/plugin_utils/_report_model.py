@@ -386,3 +386,12 @@ def trace_line(record: t.Mapping[str, t.Any]) -> str:
                 f"{record.get('events')} events{rejected}")
     error = str(record.get("error") or "")
     return f"trace NOT exported to {record.get('endpoint')} ({record.get('outcome')}): {error[:200]}"
+
+
+def waiver_text(gate: t.Mapping[str, t.Any]) -> str:
+    """Why a waived gate was skipped: who waived it, why, until when, and what it measured."""
+    found = gate.get("waiver")
+    waiver: t.Mapping[str, t.Any] = found if isinstance(found, t.Mapping) else {}
+    until = f" until {waiver.get('expires')}" if waiver.get("expires") else ""
+    return (f"waived by {waiver.get('by')}{until}: {waiver.get('reason')} "
+            f"(measured {waiver.get('measured_decision')})")
