@@ -16,24 +16,25 @@ def host_names(count: int) -> list[str]:
     return [f"h{i:03d}" for i in range(1, count + 1)]
 
 
-def make_fleet(root: Path, count: int, faults: tuple[str, ...] = ()) -> Path:
-    """Release dirs at OLD (current -> releases/OLD) for every host; a fault file on the faulty ones.
+def make_fleet(root: Path, count: int, faults: tuple[str, ...] = (), components: tuple[str, ...] = ("webhooks",)) -> Path:
+    """Per host and component a release dir at OLD (current -> releases/OLD); a fault file on the faulty hosts.
     Returns the inventory."""
     hosts = {}
     for name in host_names(count):
-        base = root / "hosts" / name
-        (base / "releases" / OLD).mkdir(parents=True)
-        (base / "current").symlink_to(f"releases/{OLD}")
-        if name in faults:
-            (base / "fault").write_text("injected\n")
-        hosts[name] = {"fleet_base": str(base)}
+        for component in components:
+            base = root / "hosts" / name / component
+            (base / "releases" / OLD).mkdir(parents=True)
+            (base / "current").symlink_to(f"releases/{OLD}")
+            if name in faults:
+                (base / "fault").write_text("injected\n")
+        hosts[name] = {"fleet_base": str(root / "hosts" / name)}
     inventory = root / "fleet.yml"
     inventory.write_text(json.dumps({"fleet": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
     return inventory
 
 
-DEPLOY = """---
+PREFLIGHT = """---
 - name: Preflight · the fleet run starts
   hosts: localhost
   gather_facts: false
@@ -41,33 +42,35 @@ DEPLOY = """---
     - name: Say which batches
       ansible.builtin.debug:
         msg: "emp_batch {{ emp_batch | default('all at once') }}"
+"""
 
-- name: "Phase 3 · application · 4. webhook service changes"
+PHASE = """
+- name: "Phase %(number)d · %(component)s"
   hosts: fleet
   gather_facts: false
   serial: "{{ emp_batch | default(0) }}"
   any_errors_fatal: "{{ emp_max_fail_percentage is not defined }}"
   max_fail_percentage: "{{ emp_max_fail_percentage | default(0) }}"
   vars:
-    emp_phase: application
-    emp_component: webhooks
+    emp_phase: phase%(number)d
+    emp_component: %(component)s
   tasks:
-    - name: Release the webhook service
+    - name: Release %(component)s
       emp.deploy.release:
-        name: webhook
-        component: webhooks
+        name: %(component)s
+        component: %(component)s
         version: "%(new)s"
-        base_dir: "{{ fleet_base }}"
+        base_dir: "{{ fleet_base }}/%(component)s"
         host: "{{ inventory_hostname }}"
         run_id: "{{ lookup('ansible.builtin.env', 'EMP_DEPLOY_RUN_ID') }}"
-    - name: Gate the webhook service
+    - name: Gate %(component)s
       emp.deploy.gate:
-        name: webhooks-fleet
-        component: webhooks
+        name: %(component)s-fleet
+        component: %(component)s
         probe:
           module: ansible.builtin.stat
           args:
-            path: "{{ fleet_base }}/fault"
+            path: "{{ fleet_base }}/%(component)s/fault"
         criteria:
           - not result.stat.exists
         samples: 1
@@ -75,30 +78,34 @@ DEPLOY = """---
       when: not (fleet_skip_gate | default(false))
 """
 
-ROLLBACK = """---
-- name: "Rollback · webhooks · webhook service changes"
-  hosts: "{{ (emp_rollback_hosts['webhooks'] if 'webhooks' in emp_rollback_hosts | default({}) else 'fleet') if 'webhooks' in emp_rollback_components | default([]) else '!all' }}"
-  serial: "{{ emp_rollback_batches['webhooks'] if 'webhooks' in emp_rollback_batches | default({}) else 0 }}"
+ROLLBACK = """
+- name: "Rollback · %(component)s"
+  hosts: >-
+    {{ ((emp_rollback_hosts['%(component)s'] if '%(component)s' in emp_rollback_hosts | default({}) else 'fleet')
+    if '%(component)s' in emp_rollback_components | default([]) else '!all') }}
+  serial: "{{ emp_rollback_batches['%(component)s'] if '%(component)s' in emp_rollback_batches | default({}) else 0 }}"
   gather_facts: false
   vars:
     emp_phase: rollback
-    emp_component: webhooks
+    emp_component: %(component)s
   tasks:
-    - name: Roll the webhook service back
+    - name: Roll %(component)s back
       emp.deploy.release:
-        name: webhook
-        component: webhooks
+        name: %(component)s
+        component: %(component)s
         action: rollback
         version: "%(new)s"
-        base_dir: "{{ fleet_base }}"
+        base_dir: "{{ fleet_base }}/%(component)s"
         host: "{{ inventory_hostname }}"
 """
 
 
-def write_playbooks(root: Path) -> tuple[Path, Path]:
+def write_playbooks(root: Path, components: tuple[str, ...] = ("webhooks",)) -> tuple[Path, Path]:
+    """One phase play per component, in order, and the rollback play of each, the later phase first."""
     deploy, rollback = root / "fleet_deploy.yml", root / "fleet_rollback.yml"
-    deploy.write_text(DEPLOY % {"new": NEW})
-    rollback.write_text(ROLLBACK % {"new": NEW})
+    deploy.write_text(PREFLIGHT + "".join(PHASE % {"new": NEW, "number": n, "component": c}
+                                          for n, c in enumerate(components, 1)))
+    rollback.write_text("---" + "".join(ROLLBACK % {"new": NEW, "component": c} for c in reversed(components)))
     return deploy, rollback
 
 
@@ -107,5 +114,5 @@ def fleet_env(root: Path, rollback: Path) -> dict[str, str]:
             "ANSIBLE_FORKS": "20"}
 
 
-def current_of(root: Path, name: str) -> str:
-    return os.readlink(root / "hosts" / name / "current")
+def current_of(root: Path, name: str, component: str = "webhooks") -> str:
+    return os.readlink(root / "hosts" / name / component / "current")

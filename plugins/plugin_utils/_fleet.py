@@ -151,8 +151,10 @@ class Batch:
                 "released_hosts": len(self.released_hosts()), "max_fail_percentage": self.max_fail_percentage}
 
 
-def rollback_targets(batches: t.Sequence[Batch], components: t.Iterable[str]) -> tuple[dict[str, list[str]],
-                                                                                           dict[str, list[int]]]:
+HostsAndSizes = tuple[dict[str, list[str]], dict[str, list[int]]]
+
+
+def rollback_targets(batches: t.Sequence[Batch], components: t.Iterable[str]) -> HostsAndSizes:
     """Per fleet component: the hosts released so far, newest batch first, and those batches' sizes."""
     hosts: dict[str, list[str]] = {}
     sizes: dict[str, list[int]] = {}

@@ -33,7 +33,7 @@ def journal(tmp_path: Path, run_id: str = "fleet-run") -> list[dict]:
 
 
 def untouched(tmp_path: Path, name: str) -> bool:
-    base = tmp_path / "hosts" / name
+    base = tmp_path / "hosts" / name / "webhooks"
     return (fh.current_of(tmp_path, name) == f"releases/{fh.OLD}" and not (base / "releases" / fh.NEW).exists()
             and not (base / ".emp-release.json").exists())
 
@@ -45,8 +45,8 @@ def test_a_fault_in_batch_3_of_200_hosts_stops_there_and_rolls_back_exactly_the_
     assert proc.returncode == 2, proc.stdout[-3000:]
     names = fh.host_names(200)
     batches = [names[:1], names[1:11], names[11:61]]
-    assert [(b["batch"], b["size"], b["decision"]) for b in summary["batches"]] == [(1, 1, "GO"), (2, 10, "GO"),
-                                                                                  (3, 50, "NO-GO")]
+    outcomes = [(b["batch"], b["size"], b["decision"]) for b in summary["batches"]]
+    assert outcomes == [(1, 1, "GO"), (2, 10, "GO"), (3, 50, "NO-GO")]
     assert sorted(summary["batches"][2]["nogo_hosts"]) == ["h020", "h050"]
     assert summary["decision"] == "NO-GO"
     # the released hosts, newest batch first, and nothing else
@@ -58,7 +58,7 @@ def test_a_fault_in_batch_3_of_200_hosts_stops_there_and_rolls_back_exactly_the_
     for name in names[61:]:
         assert untouched(tmp_path, name), name
     # rolled back in reverse batch order: each batch's links were switched back after the later batch's
-    switched = [[os.lstat(tmp_path / "hosts" / n / "current").st_mtime_ns for n in group] for group in batches]
+    switched = [[os.lstat(tmp_path / "hosts" / n / "webhooks" / "current").st_mtime_ns for n in group] for group in batches]
     assert max(switched[2]) <= min(switched[1]) and max(switched[1]) <= min(switched[0])
     records = journal(tmp_path)
     kinds = [r["type"] for r in records]

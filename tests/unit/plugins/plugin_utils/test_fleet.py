@@ -61,8 +61,9 @@ def test_batch_sizes_split_hosts_as_ansible_does():
     assert fleet.batch_sizes(["1%"], 5) == [1, 1, 1, 1, 1]  # a percentage rounds down, to at least one host
 
 
-@pytest.mark.parametrize("serial, batched", [([], False), ([0], False), (["0"], False), ([2], True), (["10%"], True),
-                                            ("3", True), ([None], False), (["abc"], False)])
+@pytest.mark.parametrize("serial, batched", [
+    ([], False), ([0], False), (["0"], False), ([2], True), (["10%"], True), ("3", True), ([None], False), (["abc"], False),
+])
 def test_a_play_runs_in_batches_only_with_a_positive_serial(serial, batched):
     assert fleet.is_fleet_serial(serial) is batched
 
