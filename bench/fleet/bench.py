@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,9 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "collections")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "collections"), str(ROOT / "bench")]
 
 import fleet_harness as fh  # noqa: E402  # pylint: disable=wrong-import-position
+import playbook_timing  # noqa: E402  # pylint: disable=wrong-import-position
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R  # noqa: E402  # pylint: disable=wrong-import-position
 from ansible_collections.emp.deploy.plugins.plugin_utils import _run_recorder as rr  # noqa: E402  # pylint: disable=wrong-import-position
 
@@ -37,19 +37,7 @@ BATCH = [1, "10%", "50%", "100%"]
 
 
 def config(tmp: Path, enabled: bool) -> Path:
-    """The repository's settings, with or without the callback."""
-    path = tmp / ("on.cfg" if enabled else "off.cfg")
-    path.write_text("[defaults]\n"
-                    f"collections_path = {ROOT / 'collections'}\n"
-                    "interpreter_python = auto_silent\nretry_files_enabled = false\nforks = 20\n"
-                    "internal_poll_interval = 0.01\nstdout_callback = ansible.builtin.default\n"
-                    + ("callbacks_enabled = emp.deploy.go_no_go\n" if enabled else ""))
-    return path
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return playbook_timing.callback_config(tmp, enabled, "forks = 20\ninternal_poll_interval = 0.01\n")
 
 
 def one_run(tmp: Path, hosts: int, components: tuple[str, ...], enabled: bool, label: str) -> tuple[float, float]:
@@ -59,11 +47,11 @@ def one_run(tmp: Path, hosts: int, components: tuple[str, ...], enabled: bool, l
     deploy, _ = fh.write_playbooks(root, components)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "EMP_DEPLOY_"))}
     env.update(ANSIBLE_CONFIG=str(config(tmp, enabled)), ANSIBLE_NOCOLOR="1", EMP_DEPLOY_REPORT_DIR=str(root / "reports"))
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    started, cpu_started = time.perf_counter(), playbook_timing.children_cpu_seconds()
     proc = subprocess.run([str(BIN / "ansible-playbook"), str(deploy), "-i", str(inventory), "-e",
                            json.dumps({"emp_batch": BATCH})], env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, check=False)
-    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+    elapsed, cpu = time.perf_counter() - started, playbook_timing.children_cpu_seconds() - cpu_started
     if proc.returncode != 0 or (enabled != ("EMP GO/NO-GO" in proc.stdout)):
         sys.exit(f"run {label} failed or the callback {'did not run' if enabled else 'ran'}:\n{proc.stdout[-3000:]}")
     return elapsed, cpu
@@ -127,6 +115,19 @@ def feed_recorder(tmp: Path, hosts: int, components: tuple[str, ...], batched_fs
     return timed
 
 
+def recorder_lines(batched: dict[str, float], unbatched: dict[str, float], peak: float, hosts: int,
+                   components: int) -> list[str]:
+    """The callback's own figures, for the largest fleet."""
+    recording, per_record = batched["recording"], unbatched["recording"]
+    return [
+        f"  callback alone, {hosts} hosts x {components} components ({hosts * components * 2} release and gate records):",
+        f"    recording with the fsync batched per task: {recording:.3f} s; with an fsync per record (baseline C): "
+        f"{per_record:.3f} s; ratio {recording / per_record:.3f}",
+        f"    journal end and summary.json: {batched['end']:.3f} s (target < 1 s); the reports from the journal "
+        f"(HTML, JUnit): {batched['reports']:.3f} s; peak memory of the recorder: {peak / 1e6:.1f} MB",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", default="50,100,200", help="fleet sizes, comma-separated")
@@ -162,12 +163,7 @@ def main() -> int:
             print(f"  {hosts:4d} hosts {what:4s}: enabled {on:7.2f} s, disabled {off:7.2f} s, "
                   f"ratio enabled/disabled {on / off:.3f}; {per_gate:.2f} ms per host-gate, "
                   f"{flat:.3f} x baseline B (target <= 1.2)")
-    events = max(sizes) * args.components * 2
-    print(f"  callback alone, {max(sizes)} hosts x {args.components} components ({events} release and gate records):")
-    print(f"    recording with the fsync batched per task: {batched['recording']:.3f} s; with an fsync per record "
-          f"(baseline C): {unbatched['recording']:.3f} s; ratio {batched['recording'] / unbatched['recording']:.3f}")
-    print(f"    journal end and summary.json: {batched['end']:.3f} s (target < 1 s); the reports from the journal "
-          f"(HTML, JUnit): {batched['reports']:.3f} s; peak memory of the recorder: {peak / 1e6:.1f} MB")
+    print("\n".join(recorder_lines(batched, unbatched, peak, max(sizes), args.components)))
     return 0
 
 

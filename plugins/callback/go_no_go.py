@@ -18,6 +18,15 @@ description:
   - "Journal: C(<report_dir>/<run_id>/journal.jsonl), one JSON object per line, flushed and fsynced as
     each record happens, so a killed run still leaves a valid record of everything up to the kill.
     C(summary.json) in the same folder is written atomically at the end of the run."
+  - "Fleet rollout: with the extra var C(emp_batch) (a number, a percentage or a non-empty list of them) the phase plays
+    run in batches (C(serial)), and C(emp_max_fail_percentage) (0 to 100) says how many of a batch's hosts may say
+    NO-GO. Both are checked when the playbook starts; a malformed value stops the run before any host changes (exit
+    code 5). Each batch is journaled (C(batch_start), C(batch_end) with its decision from its hosts' evidence: NO-GO
+    when more hosts than the percentage said NO-GO or failed a step, or when a host produced no gate evidence) and
+    listed in C(batches) of C(summary.json). After a batch without evidence no later batch or phase starts on any
+    host. A NO-GO rolls back only the hosts whose release changed in the run, newest batch first (extra vars
+    C(emp_rollback_hosts) and C(emp_rollback_batches) for the rollback playbook). A batch's per-host records are
+    written at once but fsynced when their task ends. See the collection's C(docs/fleet.md)."
   - Every journal line and C(summary.json) carry C(schema_version); the record types and fields are
     described in the collection's C(docs/records.md).
   - A task result that carries C(emp_release_step) (see M(emp.deploy.release)) is journaled as a

@@ -49,6 +49,7 @@ def test_a_fault_in_batch_3_of_200_hosts_stops_there_and_rolls_back_exactly_the_
     assert outcomes == [(1, 1, "GO"), (2, 10, "GO"), (3, 50, "NO-GO")]
     assert sorted(summary["batches"][2]["nogo_hosts"]) == ["h020", "h050"]
     assert summary["decision"] == "NO-GO"
+    assert "batch 3 of webhooks (50 hosts): NO-GO (NO-GO: h020, h050)" in proc.stdout
     # the released hosts, newest batch first, and nothing else
     released = batches[2] + batches[1] + batches[0]
     assert summary["rollback"]["hosts"] == {"webhooks": released}
