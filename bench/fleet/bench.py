@@ -44,7 +44,7 @@ def one_run(tmp: Path, hosts: int, components: tuple[str, ...], enabled: bool, l
     root = tmp / label
     root.mkdir()
     inventory = fh.make_fleet(root, hosts, components=components)
-    deploy, _ = fh.write_playbooks(root, components)
+    deploy = fh.write_playbooks(root, components)[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "EMP_DEPLOY_"))}
     env.update(ANSIBLE_CONFIG=str(config(tmp, enabled)), ANSIBLE_NOCOLOR="1", EMP_DEPLOY_REPORT_DIR=str(root / "reports"))
     started, cpu_started = time.perf_counter(), playbook_timing.children_cpu_seconds()
@@ -145,7 +145,7 @@ def main() -> int:
             for n in range(args.rounds):
                 for on in ((True, False) if n % 2 == 0 else (False, True)):
                     runs[on].append(one_run(tmp, hosts, components, on, f"{hosts}-{n}-{'on' if on else 'off'}"))
-            rows.append((hosts, {on: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+            rows.append((hosts, {on: (statistics.median(run[0] for run in r), statistics.median(run[1] for run in r))
                                  for on, r in runs.items()}))
         batched, unbatched = (feed_recorder(tmp, max(sizes), components, b) for b in (True, False))
         peak = feed_recorder(tmp, max(sizes), components, True, trace_memory=True)["peak"]
