@@ -3,6 +3,7 @@ timed against an empty playbook (the start-up), as ``(playbook time - empty play
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -31,3 +32,21 @@ def timed_run(path: Path, bin_dir: Path, env: dict[str, str] | None = None) -> f
     if proc.returncode != 0:
         raise SystemExit(f"bench playbook {path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
     return elapsed
+
+
+def callback_config(folder: Path, enabled: bool, settings: str = "") -> Path:
+    """The repository's settings with or without the go_no_go callback (an empty callbacks list is an
+    error), plus ``settings`` (more ``[defaults]`` lines): the baseline of the callback benchmarks."""
+    path = folder / ("on.cfg" if enabled else "off.cfg")
+    path.write_text("[defaults]\n"
+                    f"collections_path = {ROOT / 'collections'}\n"
+                    "interpreter_python = auto_silent\nretry_files_enabled = false\n"
+                    "stdout_callback = ansible.builtin.default\n" + settings
+                    + ("callbacks_enabled = emp.deploy.go_no_go\n" if enabled else ""))
+    return path
+
+
+def children_cpu_seconds() -> float:
+    """User and system CPU of the finished child processes (ansible-playbook and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import playbook_timing  # noqa: E402  # pylint: disable=wrong-import-position
 
 
 def playbook(tasks: int) -> str:
@@ -36,29 +38,17 @@ def playbook(tasks: int) -> str:
 
 
 def config(tmp: Path, enabled: bool) -> Path:
-    """The repository's settings, with or without the callback (an empty callbacks list is an error)."""
-    path = tmp / ("on.cfg" if enabled else "off.cfg")
-    path.write_text("[defaults]\n"
-                    f"collections_path = {ROOT / 'collections'}\n"
-                    "interpreter_python = auto_silent\nretry_files_enabled = false\n"
-                    "stdout_callback = ansible.builtin.default\nresult_format = yaml\n"
-                    + ("callbacks_enabled = emp.deploy.go_no_go\n" if enabled else ""))
-    return path
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return playbook_timing.callback_config(tmp, enabled, "result_format = yaml\n")
 
 
 def one_run(path: Path, enabled: bool, reports: Path) -> tuple[float, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "EMP_DEPLOY_"))}
     env.update(ANSIBLE_CONFIG=str(config(path.parent, enabled)), ANSIBLE_NOCOLOR="1",
                EMP_DEPLOY_REPORT_DIR=str(reports))
-    started, cpu_started = time.perf_counter(), cpu_seconds()
+    started, cpu_started = time.perf_counter(), playbook_timing.children_cpu_seconds()
     proc = subprocess.run([str(BIN / "ansible-playbook"), str(path), "-i", str(ROOT / "inventories/sandbox/hosts.yml")],
                           env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
+    elapsed, cpu = time.perf_counter() - started, playbook_timing.children_cpu_seconds() - cpu_started
     if proc.returncode != 0:
         sys.exit(f"run failed ({'enabled' if enabled else 'disabled'}):\n{proc.stdout[-3000:]}")
     if enabled and "EMP GO/NO-GO" not in proc.stdout:

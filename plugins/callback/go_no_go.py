@@ -18,6 +18,15 @@ description:
   - "Journal: C(<report_dir>/<run_id>/journal.jsonl), one JSON object per line, flushed and fsynced as
     each record happens, so a killed run still leaves a valid record of everything up to the kill.
     C(summary.json) in the same folder is written atomically at the end of the run."
+  - "Fleet rollout: with the extra var C(emp_batch) (a number, a percentage or a non-empty list of them) the phase plays
+    run in batches (C(serial)), and C(emp_max_fail_percentage) (0 to 100) says how many of a batch's hosts may say
+    NO-GO. Both are checked when the playbook starts; a malformed value stops the run before any host changes (exit
+    code 5). Each batch is journaled (C(batch_start), C(batch_end) with its decision from its hosts' evidence: NO-GO
+    when more hosts than the percentage said NO-GO or failed a step, or when a host produced no gate evidence) and
+    listed in C(batches) of C(summary.json). After a batch without evidence no later batch or phase starts on any
+    host. A NO-GO rolls back only the hosts whose release changed in the run, newest batch first (extra vars
+    C(emp_rollback_hosts) and C(emp_rollback_batches) for the rollback playbook). A batch's per-host records are
+    written at once but fsynced when their task ends. See the collection's C(docs/fleet.md)."
   - Every journal line and C(summary.json) carry C(schema_version); the record types and fields are
     described in the collection's C(docs/records.md).
   - A task result that carries C(emp_release_step) (see M(emp.deploy.release)) is journaled as a
@@ -412,6 +421,7 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _env_lock as envlock
 from ansible_collections.emp.deploy.plugins.plugin_utils import _executor_adapter as adapter
+from ansible_collections.emp.deploy.plugins.plugin_utils import _fleet as fleet
 from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table as table
 from ansible_collections.emp.deploy.plugins.plugin_utils import _history as history
 from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notify
@@ -480,6 +490,7 @@ class CallbackModule(CallbackBase):
         self._signal_pid = 0
         self._lock: envlock.RunLock | None = None
         self._environment: str | None = None
+        self._play_id: str | None = None  # the running play's id: a play started again is its next batch
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -516,10 +527,30 @@ class CallbackModule(CallbackBase):
 
     # --- run and phases ---------------------------------------------------------------------------
 
-    @_never_break
     def v2_playbook_on_start(self, playbook: t.Any) -> None:
+        self._playbook_start(playbook)
+        if not self._is_child and not self._playbooks[1:]:
+            self._check_fleet_vars(playbook)  # a bad emp_batch stops the run (SystemExit passes)
+
+    @_never_break
+    def _playbook_start(self, playbook: t.Any) -> None:
         name = getattr(playbook, "_file_name", None) or str(playbook)
         self._playbooks.append(to_text(name))
+
+    def _check_fleet_vars(self, playbook: t.Any) -> None:
+        """emp_batch and emp_max_fail_percentage, before Ansible splits any play into batches (docs/fleet.md)."""
+        try:
+            extra_vars = adapter.playbook_extra_vars(playbook)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # Ansible reports bad extra vars itself
+            self._warn_once("reading the extra vars", exc)
+            return
+        try:
+            if extra_vars.get(R.BATCH_VAR) is not None:
+                fleet.parse_batch(extra_vars[R.BATCH_VAR])
+            if extra_vars.get(R.MAX_FAIL_VAR) is not None:
+                fleet.parse_max_fail_percentage(extra_vars[R.MAX_FAIL_VAR])
+        except fleet.FleetOptionError as exc:
+            self._stop_run(str(exc))
 
     def v2_playbook_on_play_start(self, play: t.Any) -> None:
         if self._recorder is None and not self._is_child:
@@ -536,8 +567,24 @@ class CallbackModule(CallbackBase):
             if self._sink is not None:
                 self._sink.rb_play_start(to_text(play.get_name()), component)
             return
-        if self._recorder is not None:
+        if self._recorder is None:
+            return
+        play_id = to_text(getattr(play, "_uuid", "")) or None
+        next_batch = play_id is not None and play_id == self._play_id and self._recorder.batch is not None
+        self._play_id = play_id
+        if next_batch:
+            self._recorder.end_batch()
+        stopped = self._recorder.rollout_stopped()
+        if stopped is not None:  # no host of a later batch or phase may change after a batch that was not GO
+            adapter.run_no_host(play)
+            self._display.warning(f"emp.deploy.go_no_go: the rollout stopped: {stopped}; "
+                                  f"{to_text(play.get_name())} runs on no host")
+            return
+        if not next_batch:
             self._recorder.start_phase(phase, component, to_text(play.get_name()))
+        if component is not None and fleet.is_fleet_serial(getattr(play, "serial", None)):
+            max_fail = getattr(play, "max_fail_percentage", None)
+            self._recorder.start_batch(adapter.batch_hosts(play), int(max_fail) if max_fail is not None else 0)
 
     def _start_run(self, play: t.Any) -> None:
         extra_vars = adapter.extra_vars_of(play)
@@ -777,7 +824,7 @@ class CallbackModule(CallbackBase):
         recorder.phase = None
         hosts = _host_stats(stats)
         failed_hosts = {h for h, s in hosts.items() if s.get("failures") or s.get("unreachable")}
-        if any(R.is_enforced_nogo(g) for g in recorder.gates):
+        if any(R.is_enforced_nogo(g) for g in recorder.gates) or recorder.batch_nogo():
             # the gate task failed the run already; keep it failed even if a rescue handled it
             _keep_exit_code_nonzero()
         decision, reasons = recorder.decision(failed_hosts)
@@ -818,10 +865,19 @@ class CallbackModule(CallbackBase):
             recorder.rollback = recorder.no_rollback(recorder.why_no_rollback())
             return
         options = recorder.options
-        extra_vars = {R.ROLLBACK_COMPONENTS_VAR: components, R.ROLLBACK_REASON_VAR: recorder.rollback_reason(),
-                      R.RUN_ID_VAR: recorder.run_id}
+        extra_vars: dict[str, t.Any] = {R.ROLLBACK_COMPONENTS_VAR: components,
+                                        R.ROLLBACK_REASON_VAR: recorder.rollback_reason(), R.RUN_ID_VAR: recorder.run_id}
+        fleet_hosts, fleet_batches = recorder.fleet_rollback_targets(components)
+        if fleet_hosts:  # a component run in batches rolls back only its released hosts, newest batch first
+            components = [c for c in components if fleet_hosts.get(c, True)]
+            if not components:
+                recorder.rollback = recorder.no_rollback("nothing changed: no host of the batches was released")
+                return
+            extra_vars.update({R.ROLLBACK_COMPONENTS_VAR: components, R.ROLLBACK_HOSTS_VAR: fleet_hosts,
+                               R.ROLLBACK_BATCHES_VAR: fleet_batches})
         cli = adapter.cli_args()
-        recorder.plan_rollback(components, runner.plan_command(cli, options.rollback_playbook, extra_vars))
+        recorder.plan_rollback(components, runner.plan_command(cli, options.rollback_playbook, extra_vars),
+                               hosts=fleet_hosts or None)
         if options.rollback == "off":
             return
         if options.rollback == "plan":

@@ -182,3 +182,27 @@ def run_var(play: t.Any, extra_vars: t.Mapping[str, t.Any], name: str) -> t.Any:
         return str(value) if value is not None else None
     except Exception:  # pylint: disable=broad-exception-caught  # a missing value must never break the run
         return None
+
+
+def playbook_extra_vars(playbook: t.Any) -> dict[str, t.Any]:
+    """The run's extra vars as the command line gives them, read with the playbook's loader (before any play)."""
+    from ansible.utils.vars import load_extra_vars
+
+    loader = getattr(playbook, "_loader", None)
+    return dict(load_extra_vars(loader) or {}) if loader is not None else {}
+
+
+def batch_hosts(play: t.Any) -> list[str]:
+    """The hosts of the batch a play runs now (the inventory is restricted to the batch when the play starts)."""
+    inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
+    return [str(h.name) for h in inventory.get_hosts(play.hosts, order=play.order)]
+
+
+_NO_HOST = "\x00emp.deploy: the rollout stopped"
+
+
+def run_no_host(play: t.Any) -> None:
+    """The play (this batch of it) starts on no host: the inventory is restricted to a name no host has.
+    Ansible restricts the inventory to each batch before the play starts, and lifts it before the next play."""
+    inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
+    inventory._restriction = {_NO_HOST}  # pylint: disable=protected-access

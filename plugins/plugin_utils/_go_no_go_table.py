@@ -70,6 +70,18 @@ def _rollback_lines(summary: t.Mapping[str, t.Any]) -> list[str]:
     return []
 
 
+def _batch_lines(summary: t.Mapping[str, t.Any]) -> list[str]:
+    """One line per batch of a fleet rollout (docs/fleet.md): its decision and the hosts that decided it."""
+    lines = []
+    for batch in summary.get("batches") or []:
+        named = [("NO-GO", batch.get("nogo_hosts") or []), ("no evidence", batch.get("no_data_hosts") or [])]
+        hosts = "; ".join(f"{label}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}"
+                          for label, names in named if names)
+        lines.append(f"  batch {batch.get('batch')} of {batch.get('component')} ({batch.get('size')} hosts): "
+                     f"{batch.get('decision')}" + (f" ({hosts})" if hosts else ""))
+    return lines
+
+
 def render(summary: t.Mapping[str, t.Any], report: str | None) -> tuple[str, str]:
     """The table's text and its colour."""
     decision = summary.get("decision")
@@ -86,6 +98,7 @@ def render(summary: t.Mapping[str, t.Any], report: str | None) -> tuple[str, str
     else:
         lines.append("  no gates and no failed deployment steps in this run")
     lines += _waiver_lines(summary)
+    lines += _batch_lines(summary)
     lines += _rollback_lines(summary)
     for error in summary.get("record_errors") or []:
         lines.append(f"  NO RECORD: {error}")

@@ -75,10 +75,15 @@ LOCK = "lock"
 # A check that was deliberately not run (a predeploy's disruptive check on a target not marked disposable):
 # recorded so that a coverage report shows it as skipped, never as passed.
 CHECK_SKIPPED = "check_skipped"
+# Fleet rollout (docs/fleet.md): one batch of a phase play run with serial (emp_batch) started and ended;
+# batch_end carries the batch's decision from its hosts' evidence.
+BATCH_START = "batch_start"
+BATCH_END = "batch_end"
 JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, ROLLBACK_START,
                  ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
                  ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END,
-                 WATCH_START, WATCH_PASS, WATCH_END, NOTIFY, GATE_SKIPPED, LOCK, CHECK_SKIPPED, TRACE_EXPORT)
+                 WATCH_START, WATCH_PASS, WATCH_END, NOTIFY, GATE_SKIPPED, LOCK, CHECK_SKIPPED, TRACE_EXPORT,
+                 BATCH_START, BATCH_END)
 
 # How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
 RUNNER_IN_PROCESS = "in_process"
@@ -217,6 +222,13 @@ ROLLBACK_STATES = (ROLLBACK_NOT_STARTED, ROLLBACK_RUNNING, ROLLBACK_FINISHED, RO
 # Extra vars the rollback playbook receives (and that mark a run as a rollback run).
 ROLLBACK_COMPONENTS_VAR = "emp_rollback_components"
 ROLLBACK_REASON_VAR = "emp_rollback_reason"
+# Fleet rollout (docs/fleet.md): per component run in batches, the hosts released so far (newest batch
+# first) and those batches' sizes, the rollback play's serial.
+ROLLBACK_HOSTS_VAR = "emp_rollback_hosts"
+ROLLBACK_BATCHES_VAR = "emp_rollback_batches"
+# The batch size of the phase plays (their serial) and the share of a batch's hosts that may fail.
+BATCH_VAR = "emp_batch"
+MAX_FAIL_VAR = "emp_max_fail_percentage"
 RUN_ID_VAR = "emp_run_id"
 RELEASE_VAR = "emp_release"
 PHASE_VAR = "emp_phase"
@@ -323,6 +335,24 @@ class RollbackRecord(t.TypedDict, total=False):
     why_not: str
 
 
+class BatchRecord(t.TypedDict, total=False):
+    """A batch_end record and an entry of summary.json's batches (docs/fleet.md)."""
+
+    phase: str | None
+    component: str | None
+    play: str
+    batch: int  # from 1, in the order Ansible ran the play's batches
+    size: int
+    decision: str  # GO or NO-GO
+    reason: str
+    hosts_go: int
+    nogo_hosts: list[str]  # hosts with an enforced NO-GO gate or a failed step
+    no_data_hosts: list[str]  # hosts that produced no gate evidence (nothing passes for lack of data)
+    released_hosts: int  # hosts whose release step changed something
+    max_fail_percentage: int
+    duration_s: float
+
+
 class RunSummary(t.TypedDict, total=False):
     """summary.json: the whole run in one document, written atomically when the run ends."""
 
@@ -351,6 +381,7 @@ class RunSummary(t.TypedDict, total=False):
     running_step: dict[str, t.Any] | None  # the phase/task running when the run was interrupted
     record_errors: list[str]  # why parts of the record could not be written
     journal_head: JournalHead  # the journal's line count and last hash when the summary was written
+    batches: list[BatchRecord]  # one per batch of a phase play run in batches (docs/fleet.md); else empty
     lock: LockRecord  # the environment lock of the run
 
 

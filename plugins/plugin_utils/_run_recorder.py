@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _fleet as fleet
 from ansible_collections.emp.deploy.plugins.plugin_utils import _journal_chain as chain
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 
@@ -184,8 +185,11 @@ class Journal:
         self.path = path
         self._fd = os.open(str(path), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
         self.chain = chain.ChainState()
+        self.unsynced = False
 
-    def write(self, record: t.Mapping[str, t.Any]) -> None:
+    def write(self, record: t.Mapping[str, t.Any], sync: bool = True) -> None:
+        """Appends one line; sync=False leaves the fsync to the next sync() (a fleet batch's host events,
+        docs/fleet.md): the line is in the file at once, only a crash of the machine could lose it."""
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             self._catch_up()
@@ -194,9 +198,17 @@ class Journal:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
+            self.unsynced = not sync
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def sync(self) -> None:
+        """fsyncs the lines written with sync=False, if any."""
+        if self.unsynced and self._fd >= 0:
+            os.fsync(self._fd)
+            self.unsynced = False
 
     def _catch_up(self) -> None:
         """Takes in the lines appended by others since this writer's last line (all of them, the first time)."""
@@ -211,6 +223,7 @@ class Journal:
 
     def close(self) -> None:
         if self._fd >= 0:
+            self.sync()
             os.close(self._fd)
             self._fd = -1
 
@@ -292,6 +305,9 @@ class RollbackPlay:
 
 # --- the recorder ---------------------------------------------------------------------------------
 
+# Per-host records whose fsync waits for the end of their task (or batch) while a fleet batch runs.
+_BATCHED_SYNC_TYPES = frozenset((R.GATE, R.RELEASE, R.STEP_FAILED, R.GATE_SKIPPED, R.CHECK_SKIPPED))
+
 
 class RunRecorder:
     """One run's record: the journal as things happen, the decision and the summary at the end."""
@@ -324,6 +340,10 @@ class RunRecorder:
         self.before_end: t.Callable[[dict[str, t.Any]], None] | None = None
         # the notification sender threads journal too (_notify.py): one record at a time
         self._journal_lock = threading.RLock()
+        # fleet rollout (docs/fleet.md): the batches of phase plays run with serial, the one running
+        self.batches: list[fleet.Batch] = []
+        self.batch: fleet.Batch | None = None
+        self.batch_started_mono = 0.0
 
     # --- journal ----------------------------------------------------------------------------------
 
@@ -344,8 +364,10 @@ class RunRecorder:
                 return
             entry = {"schema_version": R.SCHEMA_VERSION, "ts": now(), "type": kind, "run_id": self.run_id}
             entry.update(plain(data))
+            # a host's event inside a fleet batch is fsynced with the others at the next task or batch end
+            sync = self.batch is None or kind not in _BATCHED_SYNC_TYPES
             try:
-                self.journal.write(entry)
+                self.journal.write(entry, sync=sync)
             except OSError as exc:
                 self._record_error(f"writing {self.journal.path} failed ({exc.strerror or exc}); the journal stops here")
                 self._close_journal()
@@ -387,7 +409,72 @@ class RunRecorder:
         self.phases.append(self.phase)
         self.record(R.PHASE_START, phase=phase, component=component, play=play)
 
+    def sync_journal(self) -> None:
+        """fsyncs what a fleet batch's host events left unsynced (at each task start and batch end)."""
+        with self._journal_lock:
+            if self.journal is not None:
+                try:
+                    self.journal.sync()
+                except OSError as exc:
+                    self._record_error(f"syncing {self.journal.path} failed ({exc.strerror or exc})")
+
+    # --- fleet rollout: batches of a phase play (docs/fleet.md) ----------------------------------
+
+    def start_batch(self, hosts: list[str], max_fail_percentage: int) -> None:
+        """The phase play's next batch starts (Ansible starts the play once per batch)."""
+        self.end_batch()
+        phase = self.phase or {}
+        number = 1 + sum(1 for b in self.batches if b.play == phase.get("play") and b.component == phase.get("component"))
+        self.batch = fleet.Batch(phase.get("phase"), phase.get("component"), str(phase.get("play")), number,
+                                 list(hosts), max_fail_percentage)
+        self.batches.append(self.batch)
+        self.batch_started_mono = self.clock()
+        if self.phase is not None:
+            self.phase["batches"] = number
+        self.record(R.BATCH_START, phase=self.batch.phase, component=self.batch.component, play=self.batch.play,
+                    batch=number, size=len(hosts), hosts=hosts, max_fail_percentage=max_fail_percentage)
+
+    def end_batch(self) -> None:
+        """The running batch's decision from its hosts' evidence: batch_end, and a NO-GO of its phase."""
+        batch, self.batch = self.batch, None
+        if batch is None:
+            return
+        outcome = batch.outcome()
+        outcome["duration_s"] = round(self.clock() - self.batch_started_mono, 3)
+        if batch.decision == R.NO_GO and self.phase is not None:
+            self.phase["nogo"].append(f"batch {batch.number}: {batch.reason}")
+        self.record(R.BATCH_END, **outcome)
+        self.sync_journal()
+
+    def _batch_evidence(self, host: str) -> fleet.HostEvidence | None:
+        if self.batch is None or host not in self.batch.hosts:
+            return None
+        return self.batch.host(host)
+
+    def rollout_stopped(self) -> str | None:
+        """Why no further batch or phase may start: a batch said NO-GO without failing a host (no evidence)."""
+        reasons = self.batch_nogo()
+        return reasons[0] if reasons else None
+
+    def batch_summaries(self) -> list[dict[str, t.Any]]:
+        return [b.outcome() for b in self.batches if b.decision is not None]
+
+    def batch_nogo(self) -> list[str]:
+        """NO-GO reasons of batches that said NO-GO without an enforced NO-GO of their own (no evidence)."""
+        return [f"{b.component}: batch {b.number} of {b.play} said NO-GO: {b.reason}" for b in self.batches
+                if b.decision == R.NO_GO and not any(b.host(h).nogo for h in b.hosts)]
+
+    def tolerated(self, component: t.Any, host: t.Any) -> bool:
+        """A host's NO-GO within its GO batch's max_fail_percentage: recorded, but it rolls nothing back."""
+        return any(b.decision == R.GO and b.component == component and host in b.hosts for b in self.batches)
+
+    def fleet_rollback_targets(self, components: list[str]) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+        """Per component run in batches: the released hosts, newest batch first, and the batch sizes."""
+        fleet_components = [c for c in components if any(b.component == c for b in self.batches)]
+        return fleet.rollback_targets(self.batches, fleet_components)
+
     def end_phase(self, interrupted: bool = False) -> None:
+        self.end_batch()
         phase = self.phase
         if phase is None or phase["ended"]:
             return
@@ -411,6 +498,8 @@ class RunRecorder:
         else:
             phase, component = (self.phase["phase"], self.phase["component"]) if self.phase else (None, None)
         self.running_step = {"task": task, "phase": phase, "component": component, "rollback": rollback}
+        if self.batch is not None:  # the previous task of the batch is done: its host events reach the disk
+            self.sync_journal()
         if self.sentinel is not None:
             self.sentinel.step(self.running_step)
 
@@ -437,6 +526,12 @@ class RunRecorder:
             self.phase["gates"] += 1
             if R.is_enforced_nogo(gate):
                 self.phase["nogo"].append(f"gate {gate.get('name')}: {gate.get('reason')}")
+        evidence = self._batch_evidence(str(gate.get("host") or host))
+        if evidence is not None:
+            if R.is_enforced_nogo(gate):
+                evidence.nogo.append(f"gate {gate.get('name')}: {gate.get('reason')}")
+            elif gate.get("decision") in (R.GO, R.NO_GO):
+                evidence.gates.append(str(gate.get("decision")))
         self.record(R.GATE, **gate)
         return True
 
@@ -457,6 +552,9 @@ class RunRecorder:
             "reason": "host unreachable during deployment" if unreachable else "deployment step failed",
         }
         self.failures.append(failure)
+        evidence = self._batch_evidence(host)
+        if evidence is not None:
+            evidence.nogo.append(f"{failure['reason']}: {task}: {failure['msg']}")
         if self.phase is not None:
             self.phase["nogo"].append(f"{failure['reason']}: {task} on {host}: {failure['msg']}")
         self.record(R.STEP_FAILED, **failure)
@@ -468,6 +566,9 @@ class RunRecorder:
         if step in self.releases:
             return
         self.releases.append(step)
+        evidence = self._batch_evidence(str(step.get("host") or host))
+        if evidence is not None and step.get("changed"):
+            evidence.released = True
         self.record(R.RELEASE, **step)
 
     def add_skipped_check(self, check: t.Mapping[str, t.Any], host: str) -> None:
@@ -490,10 +591,10 @@ class RunRecorder:
     def enforced_nogo(self) -> list[str]:
         """NO-GO reasons that roll back: enforced gates, failed steps inside a phase."""
         reasons = [f"{g['component']}: gate {g['name']} said NO-GO: {g['reason']}" for g in self.gates
-                   if R.is_enforced_nogo(g)]
+                   if R.is_enforced_nogo(g) and not self.tolerated(g.get("component"), g.get("host"))]
         reasons += [f"{f['component']}: {f['reason']}: {f['task']} on {f['host']}: {f['msg']}"
-                    for f in self.failures if f["component"]]
-        return reasons
+                    for f in self.failures if f["component"] and not self.tolerated(f["component"], f["host"])]
+        return reasons + self.batch_nogo()
 
     def failed_outside_phases(self, failed_hosts: t.Collection[str]) -> list[str]:
         """A run that failed outside any phase is no GO either (nothing to roll back, though)."""
@@ -524,8 +625,10 @@ class RunRecorder:
         return "no phase component to roll back"
 
     def nogo_components(self) -> list[str]:
-        failed = {g["component"] for g in self.gates if R.is_enforced_nogo(g) and not self.nothing_changed_nogo(g)}
-        failed |= {f["component"] for f in self.failures if f["component"]}
+        failed = {g["component"] for g in self.gates if R.is_enforced_nogo(g) and not self.nothing_changed_nogo(g)
+                  and not self.tolerated(g.get("component"), g.get("host"))}
+        failed |= {f["component"] for f in self.failures if f["component"] and not self.tolerated(f["component"], f["host"])}
+        failed |= {b.component for b in self.batches if b.decision == R.NO_GO}
         return [c for c in failed if c]
 
     def deployed_components(self) -> list[str]:
@@ -561,7 +664,9 @@ class RunRecorder:
     def rollback_reason(self) -> str:
         return "; ".join(self.enforced_nogo())[:2000]
 
-    def plan_rollback(self, components: list[str], command: str) -> dict[str, t.Any]:
+    def plan_rollback(self, components: list[str], command: str,
+                      hosts: dict[str, list[str]] | None = None) -> dict[str, t.Any]:
+        """hosts: per component run in batches, the released hosts it rolls back, newest batch first."""
         budgets = {c: self.options.budget_of(c) for c in components}
         self.rollback = {
             "triggered": self.options.rollback != "off", "mode": self.options.rollback,
@@ -571,6 +676,8 @@ class RunRecorder:
             "budget_s": _seconds(sum(budgets.values())), "budgets": budgets, "within_budget": None,
             "command": command,
         }
+        if hosts:
+            self.rollback["hosts"] = {c: hosts[c] for c in components if c in hosts}
         if self.options.rollback == "off":
             self.rollback["why_not"] = "rollback is off"
             self.record(R.ROLLBACK_SKIPPED, **self.rollback)
@@ -583,7 +690,8 @@ class RunRecorder:
         rollback.update(state=R.ROLLBACK_RUNNING, runner=runner, started=now(), started_mono=self.clock())
         self.record(R.ROLLBACK_START, components=rollback.get("components"), scope=rollback.get("scope"),
                     playbook=rollback.get("playbook"), reason=rollback.get("reason"), budgets=rollback.get("budgets"),
-                    runner=runner, command=rollback.get("command"))
+                    runner=runner, command=rollback.get("command"),
+                    **({"hosts": rollback["hosts"]} if "hosts" in rollback else {}))
 
     def rollback_runner_switched(self, runner: str, why: str) -> None:
         """The in-process runner could not run the rollback; the child process runs it instead."""
@@ -723,6 +831,7 @@ class RunRecorder:
             "running_step": self.running_step if interrupted else None,
             "record_errors": self.record_errors,
             "lock": self.lock,
+            "batches": self.batch_summaries(),  # empty unless a phase play ran in batches (docs/fleet.md)
         }
         end = {"ts": summary["ended"], "decision": decision, "duration_s": summary["duration_s"], "rollback": rollback,
                "interrupted": interrupted}

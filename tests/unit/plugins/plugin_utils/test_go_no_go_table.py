@@ -54,3 +54,14 @@ def test_who_was_told_follows_the_table():
     sent = table.told_lines([], {"sent": True, "trace_id": "ab" * 16, "endpoint": "h:1", "spans": 4, "events": 2})
     assert sent == "\n  trace " + "ab" * 16 + " sent to h:1: 4 spans, 2 events"
     assert table.told_lines([], None) == ""
+
+
+def test_a_fleet_rollout_shows_one_line_per_batch_with_the_hosts_that_decided_it():
+    batches = [{"batch": 1, "component": "webhooks", "size": 1, "decision": "GO", "nogo_hosts": [], "no_data_hosts": []},
+               {"batch": 2, "component": "webhooks", "size": 50, "decision": "NO-GO",
+                "nogo_hosts": [f"h{i:03d}" for i in range(20, 27)], "no_data_hosts": ["h030"]}]
+    text, dummy = table.render(summary([gate("g", "h001")], "NO-GO", batches=batches), None)
+    assert "  batch 1 of webhooks (1 hosts): GO" in text.splitlines()
+    assert ("  batch 2 of webhooks (50 hosts): NO-GO (NO-GO: h020, h021, h022, h023, h024, ...; no evidence: h030)"
+            in text.splitlines())
+    assert "batch" not in table.render(summary([gate("g", "h001")]), None)[0]
