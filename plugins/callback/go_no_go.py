@@ -58,6 +58,14 @@ description:
     option reads it. The environment is C(emp_environment), default the inventory's name; it is exported as
     E(EMP_DEPLOY_ENVIRONMENT) and journaled in C(run_start). A line that cannot be written is a warning. See the
     collection's C(docs/history.md)."
+  - "Resume: the extra var C(emp_resume) (a run id, or C(latest) for the newest deploy run) resumes that run at its
+    first step that did not say GO. Before any task, an unknown run id, a run without a summary, a run that said GO
+    end to end, a rollback, predeploy, check-mode or refused run, or an inventory whose hosts differ from that run's
+    stops the run (exit code 5) with the reason. Otherwise the steps that said GO are skipped, their gates and
+    releases are linked into the new run (a C(resume) journal record, C(resumed) in the summary, C(resumed_from) in
+    C(run_start), C(phase_end) and the summary), and the plan is exported as E(EMP_DEPLOY_RESUME) (JSON) for the
+    preflight play, which refuses to go on when a skipped step's release is no longer current on a host. See the
+    collection's C(docs/resume.md)."
   - SIGINT, SIGTERM and SIGHUP (Ctrl-C, a killed or cancelled job) end the run record with
     C(summary.json) saying C(interrupted) (the signal), the running step, and whether a rollback had
     not started, finished or was cut short (C(rollback.state)). The handlers are installed again after
@@ -426,6 +434,7 @@ from ansible_collections.emp.deploy.plugins.plugin_utils import _go_no_go_table 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _history as history
 from ansible_collections.emp.deploy.plugins.plugin_utils import _notify as notify
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
+from ansible_collections.emp.deploy.plugins.plugin_utils import _resume as resume
 from ansible_collections.emp.deploy.plugins.plugin_utils import _rollback_runner as runner
 from ansible_collections.emp.deploy.plugins.plugin_utils import _trace as trace
 from ansible_collections.emp.deploy.plugins.plugin_utils import _waivers as waivers
@@ -606,9 +615,10 @@ class CallbackModule(CallbackBase):
             lock = envlock.plan(play.vars, extra_vars, raw, options.report_dir,
                                 lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"))
             run_waivers = [] if attach else self._checked_waivers(play, extra_vars)
+            resume_plan = None if attach else self._resume_plan(play, extra_vars, options.report_dir, run_kind)
             environment = lock.environment if lock is not None else envlock.run_environment(
                 lambda name: adapter.run_var(play, extra_vars, name), adapter.cli_args().get("inventory"), strict=False)
-        except (OptionError, envlock.LockOptionError, waivers.WaiverError) as exc:
+        except (OptionError, envlock.LockOptionError, waivers.WaiverError, resume.ResumeError) as exc:
             self._stop_run(str(exc))
         recorder = watch.WatchRecorder(options, run_id) if attach else RunRecorder(options, run_id)
         refused = self._take_lock(lock, recorder, run_id, attach)
@@ -616,6 +626,10 @@ class CallbackModule(CallbackBase):
         os.environ[R.RUN_DIR_ENV] = str(recorder.run_dir)  # absolute: the watch keeps its state there
         os.environ[R.RUN_ID_OWNER_ENV] = f"{os.getpid()}:{run_id}"  # a nested ansible-playbook knows it is not this run
         os.environ[R.ENVIRONMENT_ENV] = environment  # the gates' history index is kept per environment
+        if resume_plan is not None:  # the preflight check and the phase plays read it (docs/resume.md)
+            os.environ[resume.RESUME_ENV] = resume_plan.for_tasks()
+        else:
+            os.environ.pop(resume.RESUME_ENV, None)
         self._environment = environment
         self._recorder = recorder
         self._notices = notify.RunNotices(notify_options, recorder, watch=attach)
@@ -630,7 +644,10 @@ class CallbackModule(CallbackBase):
         else:
             recorder.start(**common, emp_release=adapter.release_label(play, extra_vars),
                            rollback_run=R.ROLLBACK_COMPONENTS_VAR in extra_vars, run_kind=run_kind,
-                           waivers=run_waivers, environment=environment)
+                           waivers=run_waivers, environment=environment,
+                           resumed_from=resume_plan.resumed_from if resume_plan is not None else None)
+            if resume_plan is not None:
+                recorder.resume(resume_plan.as_record())
         for error in recorder.record_errors:
             self._display.error(f"emp.deploy.go_no_go: NO RUN RECORD: {error}")
         if recorder.lock is not None:
@@ -663,6 +680,18 @@ class CallbackModule(CallbackBase):
             if waiver.expired(at):
                 self._display.warning(f"emp.deploy.go_no_go: {waivers.expired_warning(waiver)}")
         return [dict(w.as_record(), expired=w.expired(at)) for w in parsed]
+
+    @staticmethod
+    def _resume_plan(play: t.Any, extra_vars: t.Mapping[str, t.Any], report_dir: Path,
+                     run_kind: str) -> resume.ResumePlan | None:
+        """-e emp_resume: the earlier run's steps that said GO, checked before any task (ResumeError refuses).
+        A rollback run (it inherits the deploy's extra vars) resumes nothing."""
+        if resume.RESUME_VAR not in extra_vars or R.ROLLBACK_COMPONENTS_VAR in extra_vars:
+            return None
+        if run_kind != R.RUN_KIND_DEPLOY:
+            raise resume.ResumeError(f"-e {resume.RESUME_VAR}: only a deploy run can resume, not a {run_kind} run")
+        hosts = adapter.inventory_hosts(play)
+        return resume.plan_resume(report_dir, extra_vars[resume.RESUME_VAR], hosts)
 
     def _take_lock(self, lock: envlock.LockPlan | None, recorder: RunRecorder, run_id: str,
                    attach: bool) -> envlock.LockRefused | None:

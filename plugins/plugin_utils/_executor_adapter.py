@@ -192,6 +192,12 @@ def playbook_extra_vars(playbook: t.Any) -> dict[str, t.Any]:
     return dict(load_extra_vars(loader) or {}) if loader is not None else {}
 
 
+def inventory_hosts(play: t.Any) -> list[str]:
+    """The hosts of the run: the inventory's, restricted by the limit (--limit)."""
+    inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
+    return [str(h.name) for h in inventory.get_hosts("all")]
+
+
 def batch_hosts(play: t.Any) -> list[str]:
     """The hosts of the batch a play runs now (the inventory is restricted to the batch when the play starts)."""
     inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access

@@ -12,8 +12,10 @@ SCHEMA_VERSION.
 
 from __future__ import annotations
 
+import json
 import re
 import typing as t
+from pathlib import Path
 
 # Written into every journal line and into summary.json. Readers refuse a major version they do
 # not know instead of guessing.
@@ -43,6 +45,8 @@ MODES = (ENFORCE, WARN, OBSERVE)
 # --- journal record types (the "type" of each journal.jsonl line) -----------------------------------
 
 RUN_START = "run_start"
+# A resumed run (-e emp_resume, docs/resume.md): the earlier run's steps that said GO, skipped and linked.
+RESUME = "resume"
 PHASE_START = "phase_start"
 PHASE_END = "phase_end"
 GATE = "gate"
@@ -83,7 +87,7 @@ JOURNAL_TYPES = (RUN_START, PHASE_START, PHASE_END, GATE, STEP_FAILED, RELEASE, 
                  ROLLBACK_PLAY_START, ROLLBACK_PLAY_END, ROLLBACK_GATE, ROLLBACK_STEP_FAILED, ROLLBACK_END,
                  ROLLBACK_PLANNED, ROLLBACK_SKIPPED, RUN_INTERRUPTED, RECORDER_FAILED, RUN_END,
                  WATCH_START, WATCH_PASS, WATCH_END, NOTIFY, GATE_SKIPPED, LOCK, CHECK_SKIPPED, TRACE_EXPORT,
-                 BATCH_START, BATCH_END)
+                 BATCH_START, BATCH_END, RESUME)
 
 # How the rollback playbook ran: inside the running ansible-playbook process, or as a child process.
 RUNNER_IN_PROCESS = "in_process"
@@ -124,6 +128,26 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def valid_run_id(value: str) -> bool:
     """True for a run id that is safe as one folder name (no separators, no '..', no leading dot)."""
     return bool(RUN_ID_PATTERN.match(value)) and ".." not in value
+
+
+def read_summary(run_dir: Path) -> dict[str, t.Any] | None:
+    """A run folder's summary.json, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) else None
+
+
+def newest_run(report_dir: Path, accept: t.Callable[[t.Mapping[str, t.Any]], bool]) -> str | None:
+    """The run id of the newest run in report_dir (by its summary's ``started``) whose summary ``accept``s."""
+    candidates = []
+    if report_dir.is_dir():
+        for child in report_dir.iterdir():
+            summary = read_summary(child) if valid_run_id(child.name) else None
+            if summary is not None and accept(summary) and isinstance(summary.get("started"), str):
+                candidates.append((summary["started"], child.name))
+    return max(candidates)[1] if candidates else None
 
 
 # --- the records --------------------------------------------------------------------------------------
@@ -383,6 +407,8 @@ class RunSummary(t.TypedDict, total=False):
     journal_head: JournalHead  # the journal's line count and last hash when the summary was written
     batches: list[BatchRecord]  # one per batch of a phase play run in batches (docs/fleet.md); else empty
     lock: LockRecord  # the environment lock of the run
+    resumed_from: str | None  # the run this one resumed (-e emp_resume, docs/resume.md), else null
+    resumed: list[dict[str, t.Any]]  # the resumed run's steps that said GO, skipped here (docs/resume.md)
 
 
 class JournalHead(t.TypedDict, total=False):

@@ -327,6 +327,7 @@ class RunRecorder:
         self.failures: list[dict[str, t.Any]] = []
         self.releases: list[dict[str, t.Any]] = []
         self.skipped_checks: list[dict[str, t.Any]] = []
+        self.resumed: dict[str, t.Any] | None = None  # the resume record of a resumed run (docs/resume.md)
         self.rollback: dict[str, t.Any] | None = None
         self.lock: dict[str, t.Any] | None = None  # the environment lock's last outcome (_env_lock.py)
         self.rb_plays: list[RollbackPlay] = []
@@ -389,6 +390,14 @@ class RunRecorder:
         self.open()
         self.record(R.RUN_START, **{k: v for k, v in self.run.items() if k != "started_mono"})
 
+    def resume(self, plan: dict[str, t.Any]) -> None:
+        """A resumed run: journals the earlier run's steps that said GO, which this run skips (their evidence)."""
+        self.resumed = plan
+        self.record(R.RESUME, **plan)
+
+    def _resumed_step(self, component: str | None) -> bool:
+        return self.resumed is not None and any(s["component"] == component for s in self.resumed["steps"])
+
     def watch(self) -> None:
         """Starts the watcher that ends the record if this process is killed outright."""
         from ansible_collections.emp.deploy.plugins.plugin_utils._run_watcher import Sentinel
@@ -406,6 +415,8 @@ class RunRecorder:
             return
         self.phase = {"phase": phase, "component": component, "play": play, "started": now(),
                       "started_mono": self.clock(), "ended": None, "nogo": [], "gates": 0}
+        if self._resumed_step(component) and self.resumed is not None:
+            self.phase["resumed_from"] = self.resumed["resumed_from"]
         self.phases.append(self.phase)
         self.record(R.PHASE_START, phase=phase, component=component, play=play)
 
@@ -484,12 +495,13 @@ class RunRecorder:
             phase["decision"] = R.NO_GO
         elif interrupted:
             phase["decision"] = R.INTERRUPTED
-        elif phase["gates"]:
+        elif phase["gates"] or phase.get("resumed_from"):  # a resumed step said GO in the run it was resumed from
             phase["decision"] = R.GO
         else:
             phase["decision"] = R.NO_GATE
+        resumed = {"resumed_from": phase["resumed_from"]} if phase.get("resumed_from") else {}
         self.record(R.PHASE_END, phase=phase["phase"], component=phase["component"], play=phase["play"],
-                    decision=phase["decision"], duration_s=phase["duration_s"], nogo=phase["nogo"])
+                    decision=phase["decision"], duration_s=phase["duration_s"], nogo=phase["nogo"], **resumed)
 
     def step_started(self, task: str, rollback: bool = False) -> None:
         """The task now running; an interruption names it."""
@@ -832,6 +844,8 @@ class RunRecorder:
             "record_errors": self.record_errors,
             "lock": self.lock,
             "batches": self.batch_summaries(),  # empty unless a phase play ran in batches (docs/fleet.md)
+            "resumed_from": self.run.get("resumed_from"),
+            "resumed": self.resumed["steps"] if self.resumed is not None else [],
         }
         end = {"ts": summary["ended"], "decision": decision, "duration_s": summary["duration_s"], "rollback": rollback,
                "interrupted": interrupted}

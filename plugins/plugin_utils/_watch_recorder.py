@@ -52,14 +52,6 @@ def attach_options(options: Options, rollback_override: t.Any) -> Options:
     return dataclasses.replace(options, rollback=rollback, rollback_scope="failed")
 
 
-def _summary_of(run_dir: Path) -> dict[str, t.Any] | None:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def _watchable(summary: t.Mapping[str, t.Any]) -> bool:
     return (summary.get("decision") == R.GO and not summary.get("rollback_run")
             and summary.get("run_kind", R.RUN_KIND_DEPLOY) == R.RUN_KIND_DEPLOY)  # a predeploy run released nothing
@@ -72,7 +64,7 @@ def find_deploy_run(report_dir: Path, requested: t.Any) -> str:
         run_id = str(requested)
         if not R.valid_run_id(run_id):
             raise OptionError(f"-e {R.WATCH_RUN_ID_VAR}={run_id!r} is not a valid run id: it must be {_RUN_ID_RULE}")
-        summary = _summary_of(report_dir / run_id)
+        summary = R.read_summary(report_dir / run_id)
         if summary is None:
             raise OptionError(f"-e {R.WATCH_RUN_ID_VAR}={run_id!r}: no finished deploy run of that id in {report_dir} "
                               f"(no readable {report_dir / run_id / 'summary.json'})")
@@ -83,16 +75,11 @@ def find_deploy_run(report_dir: Path, requested: t.Any) -> str:
             raise OptionError(f"-e {R.WATCH_RUN_ID_VAR}={run_id!r}: that run {what}; a watch attaches only to a "
                               f"deploy run that decided GO")
         return run_id
-    candidates = []
-    if report_dir.is_dir():
-        for child in report_dir.iterdir():
-            summary = _summary_of(child) if R.valid_run_id(child.name) else None
-            if summary is not None and _watchable(summary) and isinstance(summary.get("started"), str):
-                candidates.append((summary["started"], child.name))
-    if not candidates:
+    newest = R.newest_run(report_dir, _watchable)
+    if newest is None:
         raise OptionError(f"no deploy run to attach the watch to: {report_dir} holds no run whose summary.json says "
                           f"decision GO and rollback_run false (name one with -e {R.WATCH_RUN_ID_VAR}=RUN_ID)")
-    return max(candidates)[1]
+    return newest
 
 
 def mode_hint(extra_vars: t.Mapping[str, t.Any], play_vars: t.Mapping[str, t.Any] | None) -> str | None:
@@ -154,7 +141,7 @@ def merge_summary(run_dir: Path, entry: t.Mapping[str, t.Any], state: t.Mapping[
     lock = os.open(str(run_dir / ".summary.lock"), os.O_WRONLY | os.O_CREAT, 0o640)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        summary = _summary_of(run_dir)
+        summary = R.read_summary(run_dir)
         if summary is None:
             raise OSError(f"{run_dir / 'summary.json'} is missing or unreadable; the watch is in the journal only")
         watch = dict(summary.get("watch") or {})

@@ -283,3 +283,26 @@ def test_the_verification_gates_after_a_rollback_are_part_of_its_record(tmp_path
     rec.rb_play_start("Rollback · webhooks", "webhooks")
     rec.rollback_finished(0, None)
     assert rec.rollback["per_component"]["webhooks"]["verified"] is None  # no gate ran: not proven either way
+
+
+def test_a_resumed_run_links_the_earlier_steps_and_their_phases_say_go(tmp_path):
+    opts = rr.validate_options({"report_dir": str(tmp_path / "reports")})
+    rec = rr.RunRecorder(opts, "run-1", clock=Clock())
+    rec.start(playbook="deploy.yml", check_mode=False, rollback_run=False, resumed_from="run-0")
+    steps = [{"phase": "infrastructure", "component": "redis", "play": "Phase redis", "decision": R.GO,
+              "gates": [{"id": "g0", "name": "redis-connections", "decision": R.GO, "host": "h"}], "releases": []}]
+    rec.resume({"resumed_from": "run-0", "resume_at": "webhooks", "steps": steps})
+    rec.start_phase("infrastructure", "redis", "Phase redis")
+    rec.start_phase("application", "webhooks", "Phase webhooks")
+    rec.add_gate(gate("webhooks-processing", "webhooks"), "sandbox")
+    rec.end_phase()
+    summary = rec.finish(R.GO, [], {})
+
+    lines = journal(tmp_path)
+    assert lines[0]["resumed_from"] == "run-0"
+    assert [line["steps"] for line in lines if line["type"] == R.RESUME] == [steps]
+    ends = [(line["component"], line["decision"], line.get("resumed_from")) for line in lines
+            if line["type"] == R.PHASE_END]
+    assert ends == [("redis", R.GO, "run-0"), ("webhooks", R.GO, None)]
+    assert summary["resumed_from"] == "run-0" and summary["resumed"] == steps
+    assert summary["phases"][0]["resumed_from"] == "run-0" and "resumed_from" not in summary["phases"][1]
