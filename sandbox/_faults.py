@@ -2,6 +2,9 @@
 
 Kept free of heavy imports: the CLI reads and writes the file, the services poll it.
 ``<state>/faults.json`` = ``{"faults": {NAME: {parameters..., "services": [...], "since": epoch}}}``.
+Each service acknowledges the version of the file it acts on in ``<state>/faults.ack.<service>``
+(``{"pid": ..., "version": [mtime_ns, inode, size]}``), so that ``fault`` returns only once the running
+services it concerns have taken it up: a caller never measures before the fault is in effect.
 """
 from __future__ import annotations
 
@@ -33,6 +36,29 @@ FAULT_SERVICES: dict[str, tuple[str, ...]] = {
     "asset-save-fails": ("worker",),
 }
 POLL_S = 0.5
+Version = tuple[int, int, int]
+
+
+def file_version(path: Path) -> Version | None:
+    """What tells one write of the file from the next (the CLI replaces it: a new inode each time)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+
+
+def ack_path(faults_path: Path, service: str) -> Path:
+    return faults_path.with_name(f"{faults_path.stem}.ack.{service}")
+
+
+def read_ack(faults_path: Path, service: str) -> dict[str, Any]:
+    """The service's acknowledgement ({'pid', 'version'}); {} when it has written none (or it is unreadable)."""
+    try:
+        data = json.loads(ack_path(faults_path, service).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_faults(path: Path) -> dict[str, dict[str, Any]]:
@@ -61,11 +87,7 @@ class RuntimeFaults:
 
     def refresh(self) -> None:
         assert self.path is not None
-        try:
-            stat = self.path.stat()
-            version: tuple[int, int, int] | None = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
-        except FileNotFoundError:
-            version = None
+        version = file_version(self.path)
         if version == self._version:  # the CLI replaces the file: a new inode even within one mtime tick
             return
         self._version = version
@@ -74,6 +96,19 @@ class RuntimeFaults:
         if faults != self._faults:
             self._log.info("runtime faults now: %s", ", ".join(sorted(faults)) or "none")
         self._faults = faults
+        self._acknowledge(version)
+
+    def _acknowledge(self, version: Version | None) -> None:
+        """Says which version of the file is now in effect here (after self._faults is set)."""
+        assert self.path is not None
+        target = ack_path(self.path, self.service)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"pid": os.getpid(), "version": list(version) if version else None}),
+                           encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:  # the state folder went away (down): nobody waits any more
+            self._log.warning("could not acknowledge the faults file: %s", exc)
 
     def _poll(self) -> None:
         while not self._stop.wait(POLL_S):

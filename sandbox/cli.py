@@ -39,7 +39,8 @@ from typing import Any
 
 from sandbox import database as sandbox_database
 from sandbox import redis as sandbox_redis
-from sandbox._faults import FAULT_SERVICES, read_faults
+from sandbox._faults import FAULT_SERVICES, file_version, read_ack, read_faults
+from sandbox._faults import POLL_S as FAULT_POLL_S
 from sandbox.prometheus import PrometheusEngine
 from sandbox.telemetry import EXPOSITION_PATH
 
@@ -61,6 +62,8 @@ SCRAPE_INTERVAL = "1s"
 TRAFFIC_INTERVAL_S = 0.5
 STOP_GRACE_S = 6.0
 READY_TIMEOUT_S = 15.0
+# how long `fault` waits for the services to take a change of the faults file up (they read it every 0.5 s)
+FAULT_ACK_TIMEOUT_S = 10.0
 # The monitor's tries per Redis outage, 1 s apart: a predeploy's disruptive check keeps the sandbox's Redis
 # down for a few seconds, and for a minute and more on a machine busy with other work; past this the
 # monitor gives up for good (what its health then says), which the predeploy would rightly call NO-GO.
@@ -605,6 +608,26 @@ class Sandbox:
             write_json_atomic(self.state.faults_file, {"faults": {n: p for n, p in faults.items() if n not in gone}})
         return gone
 
+    def wait_until_applied(self, names: list[str], timeout: float = FAULT_ACK_TIMEOUT_S) -> list[str]:
+        """Waits until every running service the named faults concern acts on the current faults file (its
+        acknowledgement names its pid and the file's version); returns those services."""
+        services = sorted({service for name in names for service in FAULT_SERVICES.get(name, ())})
+        deadline = time.monotonic() + timeout
+        while True:
+            records = {service: self.state.read_record(service) for service in services}
+            running = {service: record for service, record in records.items() if record and record_alive(record)}
+            version = file_version(self.state.faults_file)
+            expected = {"version": list(version) if version else None}
+            waiting = [service for service, record in running.items()
+                       if read_ack(self.state.faults_file, service) != dict(expected, pid=record["pid"])]
+            if not waiting:
+                return sorted(running)
+            if time.monotonic() >= deadline:
+                raise SandboxError(f"{', '.join(waiting)} did not take up the faults file within {timeout:g} s "
+                                   f"(each service reads it every {FAULT_POLL_S} s): the fault is written, but may "
+                                   "not be in effect")
+            time.sleep(0.05)
+
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
         ports = self.state.ports()
@@ -740,6 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--rate", type=float, default=None, help="webhook-failures: share of deliveries that fail "
                                                                 "(0 < rate <= 1, default 0.5)")
     fault.add_argument("--mb-per-s", type=float, default=None, help="worker-memory-leak: RSS growth (default 5)")
+    fault.add_argument("--timeout", type=float, default=FAULT_ACK_TIMEOUT_S,
+                       help="seconds to wait for the running services concerned to take the change up (default %(default)s)")
     fault.add_argument("--ms", type=int, default=None, help="api-latency: delay added to every request (default 300); "
                                                             "ollama-slow: delay of each generate (default 5000)")
     return parser
@@ -751,6 +776,8 @@ FAULT_OPTIONS = {"webhook-failures": ("rate", 0.5), "worker-memory-leak": ("mb_p
 
 def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
     given = {key: getattr(args, key) for key in ("rate", "mb_per_s", "ms") if getattr(args, key) is not None}
+    if not 0 < args.timeout <= 600:
+        raise SandboxError(f"--timeout {args.timeout}: must be > 0 and <= 600 seconds")
     if args.name in ("clear", "list"):
         if given:
             raise SandboxError(f"fault {args.name} takes no --{'/--'.join(k.replace('_', '-') for k in given)}")
@@ -761,7 +788,7 @@ def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
         if args.clear_name is not None and args.clear_name not in FAULT_SERVICES:
             raise SandboxError(f"unknown fault {args.clear_name!r}; known: {', '.join(FAULT_SERVICES)}")
         cleared = sandbox.clear_faults(args.clear_name)
-        return {"cleared": cleared, "faults": sandbox.faults()}
+        return {"cleared": cleared, "faults": sandbox.faults(), "applied_by": sandbox.wait_until_applied(cleared, args.timeout)}
     if args.clear_name is not None:
         raise SandboxError(f"fault {args.name} takes no second name")
     option = FAULT_OPTIONS.get(args.name)
@@ -777,7 +804,8 @@ def fault_command(sandbox: Sandbox, args: argparse.Namespace) -> Any:
         if key != "rate" and not 0 < value <= 100000:
             raise SandboxError(f"--{key.replace('_', '-')} {value}: must be > 0")
         params[key] = value
-    return {"faults": sandbox.set_fault(args.name, params)}
+    faults = sandbox.set_fault(args.name, params)
+    return {"faults": faults, "applied_by": sandbox.wait_until_applied([args.name], args.timeout)}
 
 
 def main(argv: list[str] | None = None) -> int:

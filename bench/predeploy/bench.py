@@ -73,7 +73,9 @@ def one_round(work: Path, n: int) -> dict:
             "nogo": [g["name"] for g in summary["gates"] if g["decision"] != "GO"],
             "skipped": len(summary.get("skipped_checks") or []),
             "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
-            "slowest": slowest(work / f"{run_id}.timings.jsonl")}
+            "slowest": slowest(work / f"{run_id}.timings.jsonl"),
+            # why a run that did not finish GO stopped, in its own words
+            "output_tail": proc.stdout.splitlines()[-25:] if proc.returncode != 0 else []}
 
 
 def main() -> int:
@@ -94,6 +96,9 @@ def main() -> int:
               f"{result['skipped']} skipped, load average {result['load'][0]} -> {result['load'][1]}")
         if result["nogo"]:
             print(f"  not GO: {', '.join(result['nogo'])}")
+        if result["output_tail"]:
+            print("  the end of its output:")
+            print("\n".join("    " + line for line in result["output_tail"]))
         print("  slowest items:")
         for seconds, task in result["slowest"]:
             print(f"    {seconds:7.2f} s  {task}")
