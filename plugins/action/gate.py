@@ -640,7 +640,10 @@ class _GateRun:
             "redacted": self.redacted,
         }
         if self.history is not None:
-            gate["history"] = self.history.as_record()
+            past = self.history.as_record()
+            if self.redacted:  # the past runs' figures are this gate's figures too
+                past["figures"] = {path: WITHHELD for path in past["figures"]}
+            gate["history"] = past
         if self.waiver is not None:
             waivers.waive(t.cast(dict, gate), self.waiver)
         result.update({"changed": False, GATE_RESULT_KEY: gate})

@@ -15,7 +15,9 @@ from pathlib import Path
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible.utils.vars import load_extra_vars
 
+from ansible_collections.emp.deploy.plugins.plugin_utils import _fleet as fleet
 from ansible_collections.emp.deploy.plugins.plugin_utils import _plan as P
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._run_recorder import OptionError, parse_budgets, parse_duration
@@ -30,6 +32,8 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     roles_dir=dict(type="path", default=str(COLLECTION_ROOT / "roles")),
     rollback_budgets=dict(type="list", elements="str"),
     rollback_default_budget=dict(type="str"),
+    batch=dict(type="raw"),
+    max_fail_percentage=dict(type="raw"),
 )
 
 
@@ -66,9 +70,14 @@ class ActionModule(ActionBase):
         if not playbook.is_file():
             raise AnsibleActionFail(f"emp.deploy.plan: the playbook {playbook} does not exist")
         rollbacks = P.rollback_plays(load, Path(args["rollback_playbook"]))
+        batch, max_fail = self._fleet_options(args)
         phases: list[dict[str, t.Any]] = []
         for play in P.phase_plays(load, playbook):
             component = self._component(play, Path(args["roles_dir"]), rollbacks, task_vars)
+            component["batches"] = fleet.batch_sizes(batch, len(component["hosts"])) if batch else (
+                [len(component["hosts"])] if component["hosts"] else [])
+            component["batch"] = batch
+            component["max_fail_percentage"] = max_fail
             component["rollback_budget_s"] = budgets.get(play.component, default_budget)
             component["unsafe"] = P.unsafe_reasons(component)
             if not phases or phases[-1]["phase"] != play.phase:
@@ -85,6 +94,20 @@ class ActionModule(ActionBase):
 
     def _load(self, path: Path) -> t.Any:
         return self._loader.load_from_file(str(path))
+
+    def _fleet_options(self, args: t.Mapping[str, t.Any]) -> tuple[list[int | str] | None, int | None]:
+        """emp_batch and emp_max_fail_percentage as the phase plays' serial reads them: the run's extra vars,
+        unless given here; checked as the go_no_go callback checks them."""
+        extra: dict[str, t.Any] = {}
+        if args["batch"] is None or args["max_fail_percentage"] is None:
+            extra = dict(load_extra_vars(self._loader) or {})
+        batch = args["batch"] if args["batch"] is not None else extra.get(R.BATCH_VAR)
+        max_fail = args["max_fail_percentage"] if args["max_fail_percentage"] is not None else extra.get(R.MAX_FAIL_VAR)
+        try:
+            return (fleet.parse_batch(batch) if batch is not None else None,
+                    fleet.parse_max_fail_percentage(max_fail) if max_fail is not None else None)
+        except fleet.FleetOptionError as exc:
+            raise AnsibleActionFail(f"emp.deploy.plan: {exc}") from exc
 
     def _budgets(self, args: t.Mapping[str, t.Any]) -> tuple[dict[str, float], float]:
         """The go_no_go callback's rollback budgets (its configuration), unless given here."""

@@ -43,6 +43,19 @@ options:
   rollback_default_budget:
     description: Budget of a component without an item, as O(emp.deploy.go_no_go#callback:rollback_default_budget).
     type: str
+  batch:
+    description:
+      - The batches of a fleet rollout, as the extra var C(emp_batch) gives them to the phase plays' C(serial) - a
+        number of hosts, a percentage such as V(10%), or a list of them. Each component's line then shows the host
+        count of every batch, as Ansible would split its hosts.
+      - Defaults to the run's extra var C(emp_batch) (inventory variables cannot set a play's C(serial)); none -
+        each phase play releases all its hosts at once. A malformed value fails with the callback's message.
+    type: raw
+  max_fail_percentage:
+    description:
+      - The share of a batch's hosts that may say NO-GO without stopping the rollout, a whole number from 0 to 100.
+      - Defaults to the run's extra var C(emp_max_fail_percentage); none - the first NO-GO host stops the run.
+    type: raw
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -70,7 +83,8 @@ EXAMPLES = r"""
 RETURN = r"""
 plan:
   description: The plan - C(playbook) and C(phases), each with C(phase) and C(components) (C(component), C(play),
-    C(hosts), C(releases), C(readiness), C(gates), C(rollback_play), C(rollback_budget_s), C(unsafe)).
+    C(hosts), C(batches) (the host count of each batch; one batch of all hosts without O(batch)), C(batch),
+    C(max_fail_percentage), C(releases), C(readiness), C(gates), C(rollback_play), C(rollback_budget_s), C(unsafe)).
   returned: always
   type: dict
 safe:

@@ -178,6 +178,8 @@ def render(plan: dict[str, t.Any]) -> str:
             flag = "  UNSAFE" if component["unsafe"] else ""
             lines.append(f"  {component['component']}{flag} · {component['play']}")
             lines.append(f"    hosts: {', '.join(component['hosts']) or 'none (no host matches)'}")
+            if component.get("batch"):
+                lines.append(f"    {batches_line(component)}")
             releases = [f"{r['name']} {r['version']} ({r['strategy']})" for r in component["releases"]]
             lines.append(f"    release: {', '.join(releases) or 'nothing to release (step skipped)'}"
                          + ("; rollback readiness checked before each release" if component["readiness"] else ""))
@@ -196,6 +198,19 @@ def render(plan: dict[str, t.Any]) -> str:
                  "has a gate, a rollback play and a soak within its rollback budget")
     lines += [f"  - {reason}" for reason in unsafe]
     return "\n".join(lines)
+
+
+def batches_line(component: t.Mapping[str, t.Any]) -> str:
+    """How the component's hosts would be released in batches (emp_batch), and what stops the rollout."""
+    sizes = component["batches"]
+    max_fail = component.get("max_fail_percentage")
+    stop = ("the first NO-GO host stops the run" if max_fail is None
+            else f"up to {max_fail} % of a batch's hosts may say NO-GO before the run stops")
+    shown = ", ".join(str(item) if isinstance(item, int) else repr(item) for item in component["batch"])
+    if not sizes:
+        return f"batches: none (no host) · emp_batch [{shown}]"
+    return (f"batches: {len(sizes)} of {', '.join(str(size) for size in sizes)} host{'s' if sum(sizes) != 1 else ''} "
+            f"(emp_batch [{shown}]), each judged before the next starts; {stop}")
 
 
 def _seconds(value: t.Any) -> str:

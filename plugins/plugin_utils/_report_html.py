@@ -12,8 +12,8 @@ from html import escape
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, Threshold, Watch, fmt_figure, fmt_seconds, is_could_not_measure, number, parse_time, thresholds, trace_line,
-    waiver_text,
+    RunView, Threshold, Watch, fmt_figure, fmt_seconds, history_text, is_could_not_measure, number, parse_time,
+    thresholds, trace_line, waiver_text,
 )
 
 # nothing is fetched when the report is opened: no script, no remote style, font or image
@@ -330,7 +330,9 @@ def _gate_card(index: int, gate: t.Mapping[str, t.Any], prefix: str = "gate") ->
                    f"<td>{c.get('held', 0)} held, {c.get('failed', 0)} failed, {c.get('errors', 0)} errors</td></tr>"
                    for c in criteria)
     table = f"<table>{rows}</table>" if rows else ""
-    return (head + f"<p>{e(gate.get('reason'))}</p>" + table + _gate_charts(gate) + "</article>")
+    history = history_text(gate)
+    past = f'<p class="history">{e(history)}</p>' if history else ""
+    return (head + f"<p>{e(gate.get('reason'))}</p>" + past + table + _gate_charts(gate) + "</article>")
 
 
 def _gate_charts(gate: t.Mapping[str, t.Any]) -> str:

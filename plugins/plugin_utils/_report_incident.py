@@ -18,7 +18,7 @@ import typing as t
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_junit import evidence
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, fmt_figure, fmt_seconds, parse_time, seconds_between, trace_line,
+    RunView, fmt_figure, fmt_seconds, history_text, parse_time, seconds_between, trace_line,
 )
 
 # "Within 10 minutes: notify stakeholders" (the checklist's critical service failure procedure)
@@ -140,6 +140,9 @@ def _criteria_lines(view: RunView) -> list[str]:
     for gate in _bad_gates(view):
         lines += [f"### Gate {gate.get('name')} ({gate.get('component')}, phase {gate.get('phase')}, host {gate.get('host')})",
                   "", f"{gate.get('reason')}", ""]
+        history = history_text(gate)
+        if history:
+            lines += [f"History: {history}.", ""]
         for criterion in gate.get("criteria") or []:
             if criterion.get("outcome") != "held":
                 lines.append(f"- `{criterion.get('criterion')}`: {criterion.get('outcome')}, {criterion.get('failed', 0)} "

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.emp.deploy.plugins.plugin_utils import _records as R
 from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import (
-    RunView, Watch, fmt_figure, is_could_not_measure, waiver_text,
+    RunView, Watch, fmt_figure, history_text, is_could_not_measure, waiver_text,
 )
 
 # characters XML 1.0 cannot carry (control characters from a probe's output)
@@ -42,6 +42,9 @@ def evidence(gate: t.Mapping[str, t.Any]) -> str:
     if gate.get("redacted"):
         return "redacted (no_log): no figures were recorded"
     lines = [f"reason: {gate.get('reason')}"]
+    history = history_text(gate)
+    if history:
+        lines.append(f"history: {history}")
     for criterion in gate.get("criteria") or []:
         lines.append(f"criterion {criterion.get('criterion')}: {criterion.get('outcome')} "
                      f"({criterion.get('held', 0)} held, {criterion.get('failed', 0)} failed, {criterion.get('errors', 0)} errors)")

@@ -388,6 +388,24 @@ def trace_line(record: t.Mapping[str, t.Any]) -> str:
     return f"trace NOT exported to {record.get('endpoint')} ({record.get('outcome')}): {error[:200]}"
 
 
+def history_text(gate: t.Mapping[str, t.Any]) -> str | None:
+    """What a gate with the history option was judged against (docs/history.md), or None without it."""
+    found = gate.get("history")
+    if not isinstance(found, t.Mapping):
+        return None
+    runs, decision = found.get("runs"), found.get("decision")
+    figures = "; ".join(f"history.{path} = {fmt_figure(value)}" for path, value in (found.get("figures") or {}).items())
+    if found.get("source") == "history":
+        run_ids = [str(run) for run in found.get("run_ids") or []]
+        shown = ", ".join(run_ids[:5]) + (f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else "")
+        return f"judged against the {found.get('aggregate')} of the last {runs} {decision} runs ({shown}): {figures}"
+    if found.get("source") == "fallback":
+        return (f"judged against history_fallback ({found.get('found')} of the {runs} {decision} runs needed were "
+                f"recorded): {figures}")
+    why = found.get("reason") or f"{found.get('found')} of the {runs} {decision} runs needed were recorded"
+    return f"history not used: {why}"
+
+
 def waiver_text(gate: t.Mapping[str, t.Any]) -> str:
     """Why a waived gate was skipped: who waived it, why, until when, and what it measured."""
     found = gate.get("waiver")

@@ -75,6 +75,7 @@ class Backend:
         self.service_metrics = service_metrics
         self.datasets = datasets or ["default"]
         self.store = Store(max_items)
+        self.exposition = exposition.Exposition(self.store)
         self.faults = Faults()
         self.metrics = SelfMetrics(metrics_suffix)
         self.started = time.time()
@@ -395,7 +396,7 @@ class Handler(JsonHandler):
             if "query" in roles and path.startswith("/api/"):
                 return self.query(method, path, params)
             if "query" in roles and path == EXPOSITION_PATH:
-                text = exposition.render(self.backend.store, self.backend.default_dataset)
+                text = exposition.render(self.backend.store, self.backend.default_dataset, self.backend.exposition)
                 return self.send_bytes(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
             if "health" in roles and path == "/metrics":
                 return self.send_bytes(200, self.backend.self_metrics(),

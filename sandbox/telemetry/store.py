@@ -100,6 +100,8 @@ class Store:
         # deques (dash0_spans & co are counters); delayed items count once visible
         self._ingested: dict[IngestKey, int] = {}
         self._pending: list[tuple[float, IngestKey]] = []
+        # bumped by clear(): readers that fold records in incrementally (the exposition) start over
+        self.generation = 0
 
     def clear(self) -> None:
         with self._lock:
@@ -107,6 +109,7 @@ class Store:
                 records.clear()
             self._ingested.clear()
             self._pending.clear()
+            self.generation += 1
 
     def ingested(self, now: float | None = None) -> dict[IngestKey, int]:
         """Items stored so far per (signal, dataset, sorted resource attribute pairs), visible ones only."""
@@ -148,6 +151,13 @@ class Store:
         with self._lock:
             snapshot = list(self._records[signal])
         return [r for r in snapshot if r.visible_at <= now and predicate(r)]
+
+    def since(self, signal: str, after_seq: int) -> tuple[int, list[Record]]:
+        """The store's generation and the records of a signal stored after ``after_seq`` (visible or not), in
+        arrival order; read from the newest end, so the cost is the new records', not the store's."""
+        with self._lock:
+            fresh = list(itertools.takewhile(lambda record: record.seq > after_seq, reversed(self._records[signal])))
+            return self.generation, fresh[::-1]
 
     @staticmethod
     def _flatten(signal: str, dataset: str, data: dict[str, Any], now: float, visible_at: float

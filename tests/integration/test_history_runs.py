@@ -137,6 +137,12 @@ def test_a_slower_release_is_no_go_against_its_history_where_the_fixed_threshold
     assert gate["reason"].startswith(f"{HISTORY_CRITERION} did not hold in ")
     sample = gate["samples"][0]["figures"]
     assert sample["history.latency_ms.p50"] == baseline and sample["result.latency_ms.p50"] > baseline + 150
+    # the reports people read say what the gate was judged against
+    judged = (f"judged against the median of the last 5 GO runs (good-6, good-5, good-4, good-3, good-2): "
+              f"history.latency_ms.p50 = {baseline:g}")
+    assert judged in (tmp_path / "reports" / "slow" / "report.html").read_text()
+    assert f"History: {judged}; history.latency_ms.p95 = " in (tmp_path / "reports" / "slow" / "incident.md").read_text()
+    assert f"history: {judged}" in (tmp_path / "reports" / "slow" / "junit.xml").read_text()
     # the NO-GO is in the index too, and a later run's GO baseline leaves it out
     last = json.loads(index.read_text().splitlines()[-1])
     assert (last["run_id"], last["release"], last["decision"]) == ("slow", "1.1.0-slow", "NO-GO")
@@ -169,6 +175,29 @@ def test_a_gate_judged_by_a_too_short_history_alone_is_not_go(api, tmp_path):
     assert gate["history"]["reason"] == ("history has 0 of the 3 GO runs needed for gate api-history-only in "
                                          "environment sandbox: history_fallback used")
     assert gate["samples"][0]["figures"]["history.latency_ms.p95"] == 400.0
+
+
+def test_a_no_log_gate_withholds_the_history_figures_too(api, tmp_path):
+    api.release("1.1.0")
+    secret = ONLY_HISTORY.replace("history: {runs: 3}", "history: {runs: 3}\n        history_fallback: {latency_ms.p95: 437.25}")
+    secret = secret.replace("      emp.deploy.gate:\n", "      no_log: true\n      register: judged\n      emp.deploy.gate:\n", 1)
+    kept = tmp_path / "registered.json"
+    secret += f"""    - name: Keep what the play can read of it
+      ansible.builtin.copy:
+        content: "{{{{ judged.emp_gate.history | to_json }}}}"
+        dest: {kept}
+        mode: "0600"
+"""
+    rc, gate, out = deploy(tmp_path, api, "1.1.0", "secret", secret)
+    assert rc == 0 and gate["decision"] == "GO" and gate["redacted"] is True, out[-3000:]
+    # the journal keeps only the decision of a no_log gate; the play's own copy of the result withholds the figures
+    assert "history" not in gate and "samples" not in gate
+    registered = json.loads(kept.read_text())
+    assert registered["figures"] == {"latency_ms.p95": "withheld (no_log)"} and registered["source"] == "fallback"
+    run = tmp_path / "reports" / "secret"
+    for name in ("journal.jsonl", "summary.json", "report.html", "junit.xml"):
+        assert "437.25" not in (run / name).read_text(), name
+    assert "437.25" not in out
 
 
 @pytest.mark.parametrize("old, new, message", [

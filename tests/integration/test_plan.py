@@ -126,3 +126,48 @@ def test_component_without_gate_and_without_rollback_play_are_flagged(tmp_path):
     assert phase["components"][1]["gates"][0]["soak_window_s"] == 1
     assert "gate: none" in result["msg"] and "rollback: none" in result["msg"]
     assert not Path("/tmp/never").exists()
+
+
+def fleet_inventory(tmp_path: Path, count: int) -> Path:
+    """A second inventory source beside the sandbox's: `count` more hosts, local connections."""
+    hosts = "".join(f"    fleet{n:03d}:\n      ansible_connection: local\n" for n in range(1, count + 1))
+    path = tmp_path / "fleet.yml"
+    path.write_text("all:\n  hosts:\n" + hosts, encoding="utf-8")
+    return path
+
+
+def test_plan_shows_the_batches_of_a_fleet_rollout(tmp_path):
+    inventory = fleet_inventory(tmp_path, 19)  # with the sandbox host: 20 hosts per component
+    proc, reports = plan_run(tmp_path, "-i", str(inventory), "-e", '{"emp_batch": [1, "10%", "100%"]}',
+                             "-e", "emp_max_fail_percentage=5")
+
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    line = ("batches: 3 of 1, 2, 17 hosts (emp_batch [1, '10%', '100%']), each judged before the next starts; "
+            "up to 5 % of a batch's hosts may say NO-GO before the run stops")
+    # every component of the four phases, each with its 20 hosts
+    assert proc.stdout.count(line) == 6, proc.stdout[-4000:]
+    assert not reports.exists()
+
+
+def test_plan_without_emp_batch_shows_no_batches(tmp_path):
+    proc, _reports = plan_run(tmp_path, "-i", str(fleet_inventory(tmp_path, 3)))
+
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "batches:" not in proc.stdout
+
+
+def test_plan_refuses_a_malformed_batch(tmp_path):
+    playbook = tmp_path / "plan.yml"
+    playbook.write_text("""---
+- name: Plan with a bad batch
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan
+      emp.deploy.plan:
+        batch: [1, "150%"]
+""")
+    proc = run_playbook(playbook, env={"EMP_DEPLOY_REPORT_DIR": str(tmp_path / "reports")})
+
+    assert proc.returncode == 2, proc.stdout[-4000:]
+    assert "emp.deploy.plan: emp_batch[1]: '150%' is not a percentage of hosts between 1% and 100%" in proc.stdout

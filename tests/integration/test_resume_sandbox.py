@@ -2,8 +2,8 @@
 sandbox in a temporary state directory:
 
 1. the broken webhook release (1.1.0-404): phases 1 and 2 say GO, the webhooks gate NO-GO (rolled back);
-2. resuming it while a phase 1 release changed (the monitor back to 1.0.0) is refused before anything
-   changes; resuming an unknown run id stops before any task;
+2. resuming it while a phase 1 release changed (the monitor back to 1.0.0), or with a host the run never
+   saw, is refused before anything changes; resuming an unknown run id stops before any task;
 3. resuming it with the fixed webhook release skips phases 1 and 2 (their evidence linked), deploys the
    webhooks and the rest, GO, and records resumed_from; resuming that GO run is refused (nothing to resume).
 
@@ -59,6 +59,18 @@ def test_resume_of_an_unknown_run_stops_before_any_task(sandbox_state):
     assert "emp_resume=no-such-run: no run of that id in" in deploy_refused(sandbox_state, "no-such-run")
 
 
+def test_resume_refused_when_the_inventory_has_other_hosts(sandbox_state, nogo_run, tmp_path):
+    # a second inventory source beside the sandbox's: the run would now deploy to a host the earlier one never saw
+    extra = tmp_path / "more-hosts.yml"
+    extra.write_text("all:\n  hosts:\n    sandbox-b:\n      ansible_connection: local\n", encoding="utf-8")
+    before = running_versions(sandbox_state)
+
+    output = deploy_refused(sandbox_state, "resume-nogo", args=["-i", str(extra)])
+
+    assert "the inventory changed since run resume-nogo: new hosts sandbox-b" in output
+    assert running_versions(sandbox_state) == before
+
+
 def test_resume_after_fixing_the_release_skips_the_steps_that_said_go(sandbox_state, nogo_run):
     proc, summary, journal = deploy(sandbox_state, "resume-go", emp_resume="resume-nogo")
 
@@ -83,9 +95,9 @@ def test_resume_after_fixing_the_release_skips_the_steps_that_said_go(sandbox_st
     assert "run resume-go said GO end to end: nothing to resume" in again
 
 
-def deploy_refused(state: Path, resumed: str) -> str:
+def deploy_refused(state: Path, resumed: str, args: list[str] | None = None) -> str:
     """A resume stopped before any task (exit code 5, no record): its output."""
-    proc = run_playbook(ROOT / "deploy.yml", extra_vars={"emp_resume": resumed}, timeout=120,
+    proc = run_playbook(ROOT / "deploy.yml", extra_vars={"emp_resume": resumed}, timeout=120, args=args,
                         env={"EMP_SANDBOX_STATE": str(state), "EMP_DEPLOY_REPORT_DIR": str(state.parent / "reports")})
     assert proc.returncode == 5, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "TASK [" not in proc.stdout

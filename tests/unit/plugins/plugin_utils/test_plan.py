@@ -52,6 +52,31 @@ def test_render_flags_unsafe_components_and_totals():
     assert safe.splitlines()[-1].startswith("Safe:") and "gate g · enforce · probe m · soak 120 s (3 samples)" in safe
 
 
+@pytest.mark.parametrize(("batch", "sizes", "max_fail", "line"), [
+    ([1, "10%", "100%"], [1, 20, 179], None,
+     "batches: 3 of 1, 20, 179 hosts (emp_batch [1, '10%', '100%']), each judged before the next starts; "
+     "the first NO-GO host stops the run"),
+    ([5], [5, 5, 2], 0,
+     "batches: 3 of 5, 5, 2 hosts (emp_batch [5]), each judged before the next starts; "
+     "up to 0 % of a batch's hosts may say NO-GO before the run stops"),
+    (["50%"], [1], 10,
+     "batches: 1 of 1 host (emp_batch ['50%']), each judged before the next starts; "
+     "up to 10 % of a batch's hosts may say NO-GO before the run stops"),
+    ([1], [], None, "batches: none (no host) · emp_batch [1]"),
+])
+def test_batches_line(batch, sizes, max_fail, line):
+    assert P.batches_line({"batch": batch, "batches": sizes, "max_fail_percentage": max_fail}) == line
+
+
+def test_render_shows_batches_only_for_a_fleet_rollout():
+    fleet = component(unsafe=[], batch=[1, "100%"], batches=[1, 9], max_fail_percentage=None)
+    text = P.render({"playbook": "deploy.yml", "phases": [{"phase": "application", "components": [fleet]}]})
+    assert "    batches: 2 of 1, 9 hosts (emp_batch [1, '100%'])" in text
+    plain = P.render({"playbook": "deploy.yml", "phases": [{"phase": "application", "components": [
+        component(unsafe=[], batch=None, batches=[10])]}]})
+    assert "batches:" not in plain
+
+
 def test_the_collections_deploy_playbook_phases_gates_and_rollback_plays():
     plays = P.phase_plays(load, ROOT / "playbooks" / "deploy.yml")
     assert [(p.phase, p.component, p.role) for p in plays] == [

@@ -10,7 +10,7 @@ from lxml import etree, html
 
 import report_journals as rj
 from ansible_collections.emp.deploy.plugins.plugin_utils import _reports
-from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import JournalError, thresholds
+from ansible_collections.emp.deploy.plugins.plugin_utils._report_model import JournalError, history_text, thresholds
 
 XSD = etree.XMLSchema(etree.parse(str(Path(__file__).resolve().parents[3] / "junit" / "junit.xsd")))
 
@@ -317,3 +317,22 @@ def test_a_watch_alert_counts_only_the_notices_sent_after_it(tmp_path):
     draft = (written(tmp_path, builder) / "incident.md").read_text()
     assert f"Stakeholders notified at {alert_at} via teams, " in draft
     assert f"- {go_notice_at} slack go: sent" in draft  # listed, but not the answer to the alert
+
+
+@pytest.mark.parametrize("past, text", [
+    (None, None),
+    ({"source": "history", "aggregate": "median", "runs": 5, "decision": "GO", "found": 7,
+      "run_ids": ["r7", "r6", "r5", "r4", "r3", "r2", "r1"], "figures": {"latency_ms.p95": 120.5}},
+     "judged against the median of the last 5 GO runs (r7, r6, r5, r4, r3 and 2 more): history.latency_ms.p95 = 120.5"),
+    ({"source": "fallback", "aggregate": "p90", "runs": 3, "decision": "GO", "found": 1, "run_ids": ["r1"],
+      "figures": {"error_rate": 0.0}},
+     "judged against history_fallback (1 of the 3 GO runs needed were recorded): history.error_rate = 0"),
+    ({"source": "none", "runs": 5, "decision": "NO-GO", "found": 2, "figures": {},
+      "reason": "history has 2 of the 5 NO-GO runs needed"},
+     "history not used: history has 2 of the 5 NO-GO runs needed"),
+    ({"source": "none", "runs": 5, "decision": "GO", "found": 0, "figures": {}},
+     "history not used: 0 of the 5 GO runs needed were recorded"),
+])
+def test_history_text_says_what_a_gate_was_judged_against(past, text):
+    gate = {"name": "g"} if past is None else {"name": "g", "history": past}
+    assert history_text(gate) == text
